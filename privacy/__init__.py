@@ -1,0 +1,1 @@
+"""Everything that reads the sensitive data under a differential-privacy guarantee."""

@@ -1,0 +1,1 @@
+"""DP generators, one sub-package per data kind."""

@@ -1,0 +1,1 @@
+"""DP generators for tables; ``registry`` maps names to classes."""

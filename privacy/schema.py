@@ -1,0 +1,210 @@
+"""The public schema: per column its type and its public domain.
+
+A schema is what a steward declares about the data without looking at it (or after reviewing a
+draft): category lists, numeric bounds, and how numeric columns are discretised for marginal
+generators. Everything a generator needs to know about the domain comes from here, never from the
+data (DESIGN.md section 4, rules 1 and 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from privacy.errors import InputError
+
+ColumnType = Literal["categorical", "integer", "float"]
+_TYPES = ("categorical", "integer", "float")
+_COLUMN_KEYS = {"type", "categories", "other", "min", "max", "bins", "description"}
+_SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warning", "description"}
+DEFAULT_BINS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Column:
+    """One column of the public schema."""
+
+    name: str
+    type: ColumnType
+    #: Categorical: the public list of categories, as strings, in the order used for encoding.
+    categories: tuple[str, ...] = ()
+    #: Categorical: the category out-of-domain values are mapped to (must be in ``categories``);
+    #: without it, an out-of-domain value is an input error.
+    other: str | None = None
+    #: Numeric: public bounds; values outside are clipped to them.
+    min: float | None = None
+    max: float | None = None
+    #: Numeric: number of equal-width bins between min and max for marginal generators.
+    bins: int = DEFAULT_BINS
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"schema column {self.name!r}"
+        if self.type not in _TYPES:
+            raise InputError(f"{where}: unknown type {self.type!r} (expected one of {', '.join(_TYPES)})")
+        if self.type == "categorical":
+            if len(self.categories) < 1:
+                raise InputError(f"{where}: a categorical column needs a non-empty 'categories' list")
+            if len(set(self.categories)) != len(self.categories):
+                raise InputError(f"{where}: 'categories' has duplicates")
+            if self.other is not None and self.other not in self.categories:
+                raise InputError(f"{where}: 'other' must be one of the categories")
+            if self.min is not None or self.max is not None:
+                raise InputError(f"{where}: a categorical column takes no 'min'/'max'")
+        else:
+            if self.min is None or self.max is None:
+                raise InputError(f"{where}: a numeric column needs public 'min' and 'max'")
+            if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min >= self.max:
+                raise InputError(f"{where}: needs finite min < max")
+            if self.categories:
+                raise InputError(f"{where}: a numeric column takes no 'categories'")
+            if not isinstance(self.bins, int) or self.bins < 2 or self.bins > 1000:
+                raise InputError(f"{where}: 'bins' must be an integer in [2, 1000]")
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type != "categorical"
+
+    def bin_edges(self) -> list[float]:
+        """Equal-width bin edges over the public bounds (integer columns: integer-aligned)."""
+        assert self.min is not None and self.max is not None
+        lo, hi = float(self.min), float(self.max)
+        if self.type == "integer":
+            span = int(hi - lo) + 1
+            nbins = min(self.bins, span)
+            step = span / nbins
+            return [lo - 0.5 + i * step for i in range(nbins + 1)]
+        step = (hi - lo) / self.bins
+        return [lo + i * step for i in range(self.bins + 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.description:
+            out["description"] = self.description
+        if self.type == "categorical":
+            out["categories"] = list(self.categories)
+            if self.other is not None:
+                out["other"] = self.other
+        else:
+            out["min"] = _num(self.min)
+            out["max"] = _num(self.max)
+            out["bins"] = self.bins
+        return out
+
+
+def _num(x: float | None) -> int | float | None:
+    if x is not None and float(x).is_integer():
+        return int(x)
+    return x
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schema:
+    """The public description of a table. Immutable; validated at construction."""
+
+    columns: tuple[Column, ...]
+    kind: Literal["tabular"] = "tabular"
+    name: str = ""
+    #: The column a utility audit predicts, if the steward names one.
+    target: str | None = None
+    #: True when ``schema infer`` drafted it from the data: not public until reviewed.
+    drafted_from_data: bool = False
+    description: str = ""
+    _index: dict[str, Column] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind != "tabular":
+            raise InputError(f"schema kind {self.kind!r} is not supported yet (only 'tabular')")
+        if not self.columns:
+            raise InputError("schema has no columns")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise InputError("schema has duplicate column names")
+        if self.target is not None and self.target not in names:
+            raise InputError(f"schema target {self.target!r} is not a column")
+        self._index.update({c.name: c for c in self.columns})
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        try:
+            return self._index[name]
+        except KeyError:
+            raise InputError(f"schema has no column {name!r}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.name:
+            out["name"] = self.name
+        if self.description:
+            out["description"] = self.description
+        if self.target:
+            out["target"] = self.target
+        if self.drafted_from_data:
+            out["drafted_from_data"] = True
+        out["columns"] = {c.name: c.to_dict() for c in self.columns}
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "Schema":
+        if not isinstance(raw, dict):
+            raise InputError("schema must be a mapping with a 'columns' key")
+        unknown = set(raw) - _SCHEMA_KEYS
+        if unknown:
+            raise InputError(f"schema has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+        cols_raw = raw.get("columns")
+        if not isinstance(cols_raw, dict) or not cols_raw:
+            raise InputError("schema 'columns' must be a non-empty mapping of name -> column")
+        columns = []
+        for name, spec in cols_raw.items():
+            if not isinstance(spec, dict):
+                raise InputError(f"schema column {name!r} must be a mapping")
+            unknown = set(spec) - _COLUMN_KEYS
+            if unknown:
+                raise InputError(f"schema column {name!r} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+            cats = spec.get("categories") or ()
+            if not isinstance(cats, (list, tuple)):
+                raise InputError(f"schema column {name!r}: 'categories' must be a list")
+            try:
+                columns.append(
+                    Column(
+                        name=str(name),
+                        type=spec.get("type"),
+                        categories=tuple(str(c) for c in cats),
+                        other=None if spec.get("other") is None else str(spec["other"]),
+                        min=None if spec.get("min") is None else float(spec["min"]),
+                        max=None if spec.get("max") is None else float(spec["max"]),
+                        bins=spec.get("bins", DEFAULT_BINS),
+                        description=str(spec.get("description", "")),
+                    )
+                )
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"schema column {name!r}: {exc}") from exc
+        return cls(
+            columns=tuple(columns),
+            kind=raw.get("kind", "tabular"),
+            name=str(raw.get("name", "")),
+            target=raw.get("target"),
+            drafted_from_data=bool(raw.get("drafted_from_data", False)),
+            description=str(raw.get("description", "")),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Schema":
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"schema file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise InputError(f"schema file {p} is not valid YAML/JSON") from exc
+        return cls.from_dict(raw)
+
+    def dump_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
