@@ -9,6 +9,7 @@ each is counted, and the domain is never widened (DESIGN.md section 4, rule 2).
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,34 +32,48 @@ def fingerprint(path: str | Path) -> str:
 
 def read_raw(path: str | Path) -> pl.DataFrame:
     """Read a CSV (all columns as text) or Parquet file; one clear error for anything else."""
+    return read_raw_fingerprinted(path)[0]
+
+
+def read_raw_fingerprinted(path: str | Path) -> tuple[pl.DataFrame, str]:
+    """Read a file once: parse exactly the bytes whose SHA-256 is returned."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"data file not found: {p}")
-    if p.stat().st_size == 0:
-        raise InputError(f"data file is empty: {p}")
-    with open(p, "rb") as fh:
-        head = fh.read(4096)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read data file {p}") from exc
+    return parse_table(data, str(p)), hashlib.sha256(data).hexdigest()
+
+
+def parse_table(data: bytes, hint: str = "data") -> pl.DataFrame:
+    """Parse CSV (every column as text) or Parquet bytes."""
+    if len(data) == 0:
+        raise InputError(f"data file is empty: {hint}")
+    head = data[:4096]
     if head[:4] == _PARQUET_MAGIC:
         try:
-            df = pl.read_parquet(p)
+            df = pl.read_parquet(io.BytesIO(data))
         except Exception as exc:  # polars raises several unrelated types for corrupt files
-            raise InputError(f"cannot read {p} as Parquet") from exc
+            raise InputError(f"cannot read {hint} as Parquet") from exc
     else:
         if b"\x00" in head:
-            raise InputError(f"{p} is neither CSV text nor Parquet")
+            raise InputError(f"{hint} is neither CSV text nor Parquet")
         try:
             head.decode("utf-8")
         except UnicodeDecodeError as exc:
             if len(head) < 4096 or _bad_utf8_not_cut(head):
-                raise InputError(f"{p} is not UTF-8 CSV text") from exc
+                raise InputError(f"{hint} is not UTF-8 CSV text") from exc
         try:
-            df = pl.read_csv(p, infer_schema=False, has_header=True)
+            df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True)
         except Exception as exc:
-            raise InputError(f"cannot parse {p} as CSV") from exc
+            raise InputError(f"cannot parse {hint} as CSV") from exc
     if df.height == 0:
-        raise InputError(f"data file has a header but no rows: {p}")
-    df = df.rename({c: c.strip() for c in df.columns})
-    return df
+        raise InputError(f"data file has a header but no rows: {hint}")
+    if len(set(c.strip() for c in df.columns)) != len(df.columns):
+        raise InputError(f"{hint}: duplicate column names")
+    return df.rename({c: c.strip() for c in df.columns})
 
 
 def _bad_utf8_not_cut(head: bytes) -> bool:
@@ -174,3 +189,13 @@ def _conform_column(
 def load_conformed(path: str | Path, schema: Schema) -> tuple[pl.DataFrame, ConformReport]:
     """Read a file and conform it to the schema."""
     return conform(read_raw(path), schema, path_hint=str(path))
+
+
+def load_verified(path: str | Path, schema: Schema, expected_fingerprint: str) -> pl.DataFrame:
+    """Read a registered file, refusing it if its bytes changed since registration."""
+    from privacy.errors import IntegrityError
+
+    raw, fp = read_raw_fingerprinted(path)
+    if fp != expected_fingerprint:
+        raise IntegrityError(f"{path} changed since it was registered (SHA-256 differs); register the new version")
+    return conform(raw, schema, path_hint=str(path))[0]

@@ -1,0 +1,33 @@
+"""Train/holdout split: each row goes to the holdout independently with the policy's probability.
+
+An independent coin per row (rather than a fixed-size permutation) keeps each person's membership
+independent of everyone else's: adding or removing one record changes no other record's side, so
+the generator's guarantee over the training split holds for the source as a whole (a record in the
+holdout has no influence on the generator at all). The holdout is read only by the audits, which run
+on the steward's side and are not DP (the privacy statement says so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from privacy.errors import InputError
+
+
+def split_mask(n_rows: int, holdout_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask, True for holdout rows; deterministic for a given (n_rows, fraction, seed)."""
+    if not 0 < holdout_fraction < 1:
+        raise InputError(f"holdout_fraction ({holdout_fraction}) must be in (0, 1)")
+    rng = np.random.default_rng([seed, 0x5EED])
+    return rng.random(n_rows) < holdout_fraction
+
+
+def train_holdout(df: pl.DataFrame, holdout_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ``df`` into (train, holdout); refuse a split that leaves either side empty."""
+    mask = split_mask(df.height, holdout_fraction, seed)
+    s = pl.Series("_holdout", mask)
+    train, holdout = df.filter(~s), df.filter(s)
+    if train.height < 2 or holdout.height < 2:
+        raise InputError("the data is too small to split into training and holdout parts")
+    return train, holdout

@@ -1,0 +1,1 @@
+"""The click command line: a thin shell over the library."""

@@ -1,0 +1,182 @@
+"""Commands of trust: keys, stewards, approvals, release, verify, policies, the event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from policies.loader import available_policies, load_policy, policy_text
+from release.approvals import add_steward, decide
+from release.cli.common import emit, get_workspace, json_option
+from release.db import verify_chain
+from release.keys import generate_keypair
+from release.publish import release
+from release.verify import load_trusted, verify_bundle
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Ed25519 signing keys."""
+
+
+@keys_group.command("new")
+@click.argument("name")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for NAME.key and NAME.pub.")
+@json_option
+def keys_new_cmd(name: str, out_dir: str, as_json: bool) -> None:
+    """Create NAME.key (mode 0600) and NAME.pub in a folder; never overwrites.
+
+    Example: synthgate keys new alice --out ~/.synthgate
+    """
+    from release.sources import check_name
+
+    check_name("key", name)
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    key, pub = generate_keypair(d, name)
+    emit({"private_key": str(key), "public_key": str(pub)}, as_json,
+         lambda: click.echo(f"private key {key} (keep it secret), public key {pub}"))
+
+
+@click.group("steward")
+def steward_group() -> None:
+    """Data stewards who approve releases."""
+
+
+@steward_group.command("add")
+@click.argument("name")
+@click.option("--public-key", required=True, type=click.Path(dir_okay=False), help="The steward's NAME.pub.")
+@json_option
+@click.pass_context
+def steward_add_cmd(ctx: click.Context, name: str, public_key: str, as_json: bool) -> None:
+    """Register a steward's public key.
+
+    Example: synthgate steward add alice --public-key alice.pub
+    """
+    out = add_steward(get_workspace(ctx), name, Path(public_key))
+    emit(out, as_json, lambda: click.echo(f"steward {name} registered (key {out['keyid'][:16]})"))
+
+
+def _decision(ctx: click.Context, run_id: str, steward: str, key: str, decision: str, comment: str, as_json: bool) -> None:
+    out = decide(get_workspace(ctx), run_id, steward, Path(key), decision, comment)
+    emit(out, as_json, lambda: click.echo(
+        f"{steward} {decision}d run {run_id}: {out['approvals']} of {out['approvals_required']} approvals; "
+        f"state {out['state']}"))
+
+
+@click.command("approve")
+@click.argument("run_id")
+@click.option("--steward", required=True, help="Registered steward name.")
+@click.option("--key", required=True, type=click.Path(dir_okay=False), help="The steward's private key file.")
+@click.option("--comment", default="", help="Why.")
+@json_option
+@click.pass_context
+def approve_cmd(ctx: click.Context, run_id: str, steward: str, key: str, comment: str, as_json: bool) -> None:
+    """Sign an approval of a run's statement digest.
+
+    Example: synthgate approve run-0123456789ab --steward alice --key alice.key
+    """
+    _decision(ctx, run_id, steward, key, "approve", comment, as_json)
+
+
+@click.command("reject")
+@click.argument("run_id")
+@click.option("--steward", required=True, help="Registered steward name.")
+@click.option("--key", required=True, type=click.Path(dir_okay=False), help="The steward's private key file.")
+@click.option("--reason", required=True, help="Why the run is rejected.")
+@json_option
+@click.pass_context
+def reject_cmd(ctx: click.Context, run_id: str, steward: str, key: str, reason: str, as_json: bool) -> None:
+    """Sign a rejection of a run; a rejected run cannot be released.
+
+    Example: synthgate reject run-0123456789ab --steward bob --key bob.key --reason "too few rows"
+    """
+    _decision(ctx, run_id, steward, key, "reject", reason, as_json)
+
+
+@click.command("release")
+@click.argument("run_id")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle folder to create.")
+@click.option("--tar", is_flag=True, help="Also write OUT.tar.gz.")
+@json_option
+@click.pass_context
+def release_cmd(ctx: click.Context, run_id: str, out_dir: str, tar: bool, as_json: bool) -> None:
+    """Write the signed release bundle of an approved run.
+
+    Example: synthgate release run-0123456789ab --out bundle --tar
+    """
+    path = release(get_workspace(ctx), run_id, Path(out_dir), tar=tar)
+    emit({"run_id": run_id, "bundle": str(path), "tar": str(Path(out_dir)) + ".tar.gz" if tar else None}, as_json,
+         lambda: click.echo(f"bundle written to {path}" + (f" and {out_dir}.tar.gz" if tar else "")))
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path())
+@click.option("--trust", multiple=True, required=True, type=click.Path(),
+              help="Trusted release public key (.pub) or a folder of them; repeatable.")
+@json_option
+def verify_cmd(bundle: str, trust: tuple[str, ...], as_json: bool) -> None:
+    """Verify a bundle offline: signature, every file hash, approvals, gate. Exit 5 if invalid.
+
+    Example: synthgate verify bundle.tar.gz --trust release.pub
+    """
+    trusted = load_trusted([Path(t) for t in trust])
+    v = verify_bundle(Path(bundle), trusted)
+    pred = v.predicate
+    out = {"valid": True, "run_id": pred.get("run_id"), "source": pred.get("source"),
+           "release_keyid": v.release_keyid, "files": v.files,
+           "approvals": [a["steward"] for a in v.approvals], "spend": pred.get("spend")}
+    emit(out, as_json, lambda: click.echo(
+        f"valid: run {out['run_id']} of {out['source']}, {len(v.files)} files, approved by "
+        f"{', '.join(out['approvals'])}; epsilon {pred['spend']['epsilon']:g}, delta {pred['spend']['delta']:g}"))
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Release policies."""
+
+
+@policy_group.command("show")
+@click.argument("name")
+@json_option
+def policy_show_cmd(name: str, as_json: bool) -> None:
+    """Print a policy (bundled name or file), with the comments that justify each threshold.
+
+    Example: synthgate policy show health
+    """
+    pol = load_policy(name)
+    emit(pol.model_dump(mode="json"), as_json, lambda: click.echo(policy_text(name), nl=False))
+
+
+@policy_group.command("list")
+@json_option
+def policy_list_cmd(as_json: bool) -> None:
+    """List the bundled policies.
+
+    Example: synthgate policy list
+    """
+    names = available_policies()
+    emit(names, as_json, lambda: click.echo("\n".join(names)))
+
+
+@click.group("log")
+def log_group() -> None:
+    """The workspace's hash-chained event log."""
+
+
+@log_group.command("verify")
+@json_option
+@click.pass_context
+def log_verify_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Recompute the event log's hash chain; exit 5 at the first broken entry.
+
+    Example: synthgate log verify
+    """
+    ws = get_workspace(ctx)
+    with ws.transaction() as s:
+        n = verify_chain(s)
+    emit({"valid": True, "entries": n}, as_json, lambda: click.echo(f"event log intact: {n} entries"))
+
+
+COMMANDS = [keys_group, steward_group, approve_cmd, reject_cmd, release_cmd, verify_cmd, policy_group, log_group]

@@ -1,0 +1,218 @@
+"""Commands of the data path: init, schema infer, register, budget, synthesize, audit, review."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from privacy.errors import GateError, InputError
+from privacy.infer import DRAFT_WARNING, draft_yaml, infer_schema
+from release.atomic import write_atomic
+from release.cli.common import emit, err_console, get_workspace, json_option, out_console, progress, workspace_path
+from release.runs import audit, review
+from release.sources import budget_report, register
+from release.synthesize import SynthesisRequest, synthesize
+from release.workspace import init_workspace
+
+
+def _default_requester() -> str:
+    try:
+        return os.environ.get("SYNTHGATE_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@click.command("init")
+@click.option("--policy", default="default", show_default=True, help="Bundled policy name or a policy file.")
+@json_option
+@click.pass_context
+def init_cmd(ctx: click.Context, policy: str, as_json: bool) -> None:
+    """Create a workspace: database, release signing key, runs folder.
+
+    Example: synthgate --workspace ws init --policy health
+    """
+    ws = init_workspace(workspace_path(ctx), policy)
+    data = {"workspace": str(ws.root), "policy": ws.policy().name, "release_public_key": str(ws.release_pub_path)}
+    emit(data, as_json, lambda: click.echo(
+        f"workspace created at {ws.root} (policy {data['policy']}); release key: {ws.release_pub_path}"))
+
+
+@click.group("schema")
+def schema_group() -> None:
+    """Public schemas."""
+
+
+@schema_group.command("infer")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the draft.")
+@json_option
+def schema_infer_cmd(data: str, output: str, as_json: bool) -> None:
+    """Draft a schema from a CSV/Parquet file (READS THE SENSITIVE DATA: review before use).
+
+    Example: synthgate schema infer patients.csv -o schema.yaml
+    """
+    schema = infer_schema(Path(data), name=Path(data).stem)
+    write_atomic(Path(output), draft_yaml(schema).encode())
+    err_console.print(f"[bold red]{DRAFT_WARNING}[/bold red]")
+    emit({"schema": output, "columns": len(schema.columns), "drafted_from_data": True}, as_json,
+         lambda: click.echo(f"draft schema written to {output} ({len(schema.columns)} columns)"))
+
+
+@click.command("register")
+@click.argument("source")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--schema", "schema_path", required=True, type=click.Path(dir_okay=False), help="Public schema (YAML/JSON).")
+@click.option("--accept-drafted-schema", is_flag=True, help="Accept a schema drafted from the data (leaks its domain).")
+@json_option
+@click.pass_context
+def register_cmd(ctx: click.Context, source: str, data: str, schema_path: str, accept_drafted_schema: bool,
+                 as_json: bool) -> None:
+    """Validate DATA against the schema, fingerprint it, open SOURCE's budget account.
+
+    Example: synthgate register adult adult.csv --schema adult.yaml
+    """
+    ws = get_workspace(ctx)
+    reg = register(ws, source, Path(data), Path(schema_path), accept_drafted=accept_drafted_schema)
+    out = {
+        "source": reg.source, "version": reg.version, "fingerprint": reg.fingerprint, "new_account": reg.new_account,
+        "clipped": reg.report.clipped, "mapped_to_other": reg.report.mapped_to_other,
+    }
+
+    def human() -> None:
+        click.echo(f"registered {source} version {reg.version} (sha256 {reg.fingerprint[:16]}...)"
+                   + ("; new budget account" if reg.new_account else "; shares the existing account"))
+        for col, n in reg.report.clipped.items():
+            err_console.print(f"warning: column {col!r}: {n} values outside the schema's bounds will be clipped")
+        for col, n in reg.report.mapped_to_other.items():
+            err_console.print(f"warning: column {col!r}: {n} values outside the schema's categories will be mapped to 'other'")
+
+    emit(out, as_json, human)
+
+
+@click.command("budget")
+@click.argument("source", required=False)
+@json_option
+@click.pass_context
+def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
+    """Spent and remaining epsilon/delta, with every charge.
+
+    Example: synthgate budget adult --json
+    """
+    rows = budget_report(get_workspace(ctx), source)
+
+    def human() -> None:
+        for r in rows:
+            click.echo(f"{r['source']} (policy {r['policy']}): spent eps {r['spent_epsilon']:g} / {r['total_epsilon']:g}, "
+                       f"delta {r['spent_delta']:g} / {r['total_delta']:g}; remaining eps {r['remaining_epsilon']:g}")
+            t = Table("run", "epsilon", "delta", "mechanism", "at")
+            for c in r["charges"]:  # type: ignore[union-attr]
+                t.add_row(str(c["run_id"]), f"{c['epsilon']:g}", f"{c['delta']:g}", str(c["mechanism"]), str(c["at"]))
+            out_console.print(t)
+
+    emit(rows[0] if source else rows, as_json, human)
+
+
+@click.command("synthesize")
+@click.argument("source")
+@click.option("--generator", required=True, help="DP generator: mst or aim.")
+@click.option("--epsilon", type=float, required=True, help="Epsilon to spend (charged before the data is read).")
+@click.option("--delta", type=float, default=None, help="Delta (default: the policy's per-release cap).")
+@click.option("--rows", type=int, default=None, help="Rows to sample (default: the model's DP estimate of the train size).")
+@click.option("--seed", type=int, default=None, help="Seed of the split and of sampling (never of the DP noise).")
+@click.option("--requester", default=None, help="Who asks for this release (default: $SYNTHGATE_USER or the login name).")
+@click.option("--target", default=None, help="Column the utility audit predicts (default: the policy's or schema's).")
+@click.option("--max-rounds", type=int, default=None, help="AIM: stop after this many rounds, spending the rest in the last.")
+@click.option("--time-limit", type=float, default=None, help="AIM: seconds after which the next round spends the rest.")
+@json_option
+@click.pass_context
+def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: float, delta: float | None,
+                   rows: int | None, seed: int | None, requester: str | None, target: str | None,
+                   max_rounds: int | None, time_limit: float | None, as_json: bool) -> None:
+    """Charge the budget, fit a DP generator on the training split, sample synthetic rows.
+
+    Example: synthgate synthesize adult --generator mst --epsilon 1
+    """
+    options: dict[str, object] = {}
+    if generator == "aim":
+        if max_rounds is not None:
+            options["max_rounds"] = max_rounds
+        if time_limit is not None:
+            options["time_limit_s"] = time_limit
+    elif max_rounds is not None or time_limit is not None:
+        raise InputError("--max-rounds and --time-limit apply to the aim generator only")
+    req = SynthesisRequest(source=source, generator=generator, epsilon=epsilon, delta=delta, rows=rows, seed=seed,
+                           requester=requester or _default_requester(), target=target, options=options)
+    run_id = synthesize(get_workspace(ctx), req, progress=progress)
+    emit({"run_id": run_id, "source": source, "generator": generator, "epsilon": epsilon}, as_json,
+         lambda: click.echo(run_id))
+
+
+@click.command("audit")
+@click.argument("run_id")
+@click.option("--target", default=None, help="Column the utility audit predicts.")
+@json_option
+@click.pass_context
+def audit_cmd(ctx: click.Context, run_id: str, target: str | None, as_json: bool) -> None:
+    """Attack and measure a run; write audit.json and report.html; exit 3 if the gate fails.
+
+    Example: synthgate audit run-0123456789ab
+    """
+    ws = get_workspace(ctx)
+    outcome = audit(ws, run_id, target=target, progress=lambda name: progress(f"audit: {name}"))
+    d = ws.run_dir(run_id)
+    data = {"run_id": run_id, "gate_passed": outcome.decision.passed, "checks": outcome.decision.checks,
+            "report": str(d / "report.html"), "audit": str(d / "audit.json")}
+
+    def human() -> None:
+        _print_checks(outcome.decision.checks)
+        click.echo(f"gate {'PASSED' if outcome.decision.passed else 'FAILED'}; report: {d / 'report.html'}")
+
+    emit(data, as_json, human)
+    if not outcome.decision.passed:
+        failed = ", ".join(c["name"] for c in outcome.decision.failed) or "no checks"
+        raise GateError(f"gate failed for run {run_id}: {failed}")
+
+
+def _print_checks(checks: list[dict[str, object]]) -> None:
+    t = Table("check", "value", "gated on", "threshold", "result", "flags")
+    for c in checks:
+        v = c.get("gated_value")
+        t.add_row(str(c["name"]), "n/a" if v is None else f"{v:.4g}", str(c.get("gated_on", "value")),
+                  f"{'<=' if c.get('goal') == 'minimize' else '>='} {c.get('threshold')}",
+                  "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", "; ".join(map(str, c.get("flags") or [])))
+    out_console.print(t)
+
+
+@click.command("review")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def review_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run, its spend, every gate check and the decisions so far.
+
+    Example: synthgate review run-0123456789ab
+    """
+    info = review(get_workspace(ctx), run_id)
+
+    def human() -> None:
+        sp = info["spend"]
+        click.echo(f"run {info['run_id']} of {info['source']}: {info['state']}; generator {info['generator']}; "
+                   f"epsilon {sp['epsilon']:g}, delta {sp['delta']:g}; requested by {info['requester']}; "
+                   f"policy {info['policy']}")
+        if info["error"]:
+            click.echo(f"error: {info['error']}")
+        if info["gate_checks"]:
+            _print_checks(info["gate_checks"])
+        click.echo(f"approvals: {sum(a['decision'] == 'approve' for a in info['approvals'])} of "
+                   f"{info['approvals_required']} required")
+        for a in info["approvals"]:
+            click.echo(f"  {a['steward']}: {a['decision']} {a['comment']}")
+
+    emit(info, as_json, human)
+
+
+COMMANDS = [init_cmd, schema_group, register_cmd, budget_cmd, synthesize_cmd, audit_cmd, review_cmd]

@@ -1,0 +1,155 @@
+"""The workspace database: tables for runs, stewards, approvals and the event log, and the engine.
+
+One SQLAlchemy model set for SQLite now and PostgreSQL later. On SQLite every transaction opens
+with ``BEGIN IMMEDIATE``: it takes the write lock at once, so two processes charging the same budget
+are serialised instead of both reading the old balance (pysqlite's default deferred BEGIN would let
+both read, then one fail or both write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from privacy.ledger import Base, utcnow
+
+
+class DatasetVersion(Base):
+    """One registered file of a source: where it is, its fingerprint and its public schema."""
+
+    __tablename__ = "dataset_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    path: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    schema_json: Mapped[str] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Run(Base):
+    """One synthesis request and its life: created -> synthesized -> audited -> ... -> released."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    generator: Mapped[str] = mapped_column(String(64))
+    options_json: Mapped[str] = mapped_column(Text, default="{}")
+    epsilon: Mapped[float]
+    delta: Mapped[float]
+    rows_requested: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    requester: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    state: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    card_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gate_passed: Mapped[bool | None] = mapped_column(nullable=True)
+    statement_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Steward(Base):
+    __tablename__ = "stewards"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    keyid: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Approval(Base):
+    """A steward's signed decision over one run's statement digest."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("run_id", "steward"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    steward: Mapped[str] = mapped_column(ForeignKey("stewards.name"))
+    decision: Mapped[str] = mapped_column(String(16))
+    record_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Event(Base):
+    """Append-only log; each entry carries the hash of the one before (a hash chain)."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail_json: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+GENESIS = "0" * 64
+
+
+def _event_hash(prev: str, kind: str, run_id: str | None, detail_json: str, at: str) -> str:
+    body = json.dumps([prev, kind, run_id, detail_json, at], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def log_event(session: Session, kind: str, run_id: str | None = None, **detail: Any) -> Event:
+    """Append an event in the caller's transaction (the write lock is already held)."""
+    last = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).first()
+    prev = last.hash if last else GENESIS
+    at = utcnow().isoformat()
+    detail_json = json.dumps(detail, sort_keys=True, default=str)
+    ev = Event(
+        at=at, kind=kind, run_id=run_id, detail_json=detail_json, prev_hash=prev,
+        hash=_event_hash(prev, kind, run_id, detail_json, at),
+    )
+    session.add(ev)
+    session.flush()
+    return ev
+
+
+def chain_head(session: Session) -> str:
+    last = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).first()
+    return last.hash if last else GENESIS
+
+
+def verify_chain(session: Session) -> int:
+    """Recompute the chain; return the number of entries or raise IntegrityError at the first break."""
+    from privacy.errors import IntegrityError
+
+    prev = GENESIS
+    n = 0
+    for ev in session.scalars(select(Event).order_by(Event.id)):
+        if ev.prev_hash != prev or ev.hash != _event_hash(prev, ev.kind, ev.run_id, ev.detail_json, ev.at):
+            raise IntegrityError(f"event log broken at entry {ev.id} ({ev.kind})")
+        prev = ev.hash
+        n += 1
+    return n
+
+
+def make_engine(db_path: Path) -> Engine:
+    """A SQLite engine whose transactions take the write lock at BEGIN (see module docstring)."""
+    engine = create_engine(f"sqlite:///{db_path}", connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it)
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA busy_timeout=60000")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_all(engine: Engine) -> None:
+    Base.metadata.create_all(engine)

@@ -1,0 +1,68 @@
+"""Releasing an approved run as a signed bundle (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from privacy.errors import GateError
+from release.bundle import write_bundle
+from release.db import Approval, Steward, chain_head, log_event
+from release.keys import key_id
+from release.runs import get_run, load_statement
+from release.statement import datasheet_md, privacy_statement_md, statement_digest
+from release.workspace import Workspace
+
+
+def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path:
+    """Write the signed bundle of an approved run to ``out`` (and ``out.tar.gz`` with ``tar``)."""
+    with ws.transaction() as s:
+        run = get_run(s, run_id)
+        if run.state not in ("approved", "released"):
+            raise GateError(f"run {run_id} is {run.state}; only an approved run can be released")
+        statement = load_statement(ws, run)
+        approvals = [
+            json.loads(a.record_json)
+            for a in s.scalars(
+                select(Approval).where(Approval.run_id == run_id, Approval.decision == "approve").order_by(Approval.id)
+            )
+        ]
+        if len({a["steward"] for a in approvals}) < statement["policy"]["approvals_required"]:
+            raise GateError(f"run {run_id} lacks the approvals its policy requires")
+        stewards = {
+            st.name: {"public_key_pem": st.public_key_pem, "keyid": st.keyid}
+            for st in s.scalars(select(Steward).where(Steward.name.in_([a["steward"] for a in approvals])))
+        }
+        head = chain_head(s)
+    if not statement["gate"]["passed"]:
+        raise GateError(f"run {run_id}'s gate did not pass")
+    release_key = ws.release_key()
+    d = ws.run_dir(run_id)
+    files: dict[str, bytes] = {name: (d / name).read_bytes() for name in statement["files"]}
+    files["privacy-statement.md"] = privacy_statement_md(statement).encode()
+    files["datasheet.md"] = datasheet_md(statement).encode()
+    predicate: dict[str, Any] = {
+        "run_id": run_id,
+        "source": statement["source"],
+        "source_fingerprint": statement["source_fingerprint"],
+        "schema": statement["schema"],
+        "generator": statement["generator"],
+        "spend": statement["spend"],
+        "policy": statement["policy"],
+        "gate": statement["gate"],
+        "approval_statement": statement,
+        "approval_statement_digest": statement_digest(statement),
+        "approvals": approvals,
+        "stewards": stewards,
+        "release_keyid": key_id(release_key.public_key()),
+        "event_log_head": head,
+    }
+    path = write_bundle(out, files, predicate, release_key, tar=tar)
+    with ws.transaction() as s:
+        run = get_run(s, run_id)
+        run.state = "released"
+        log_event(s, "run.released", run_id, out=str(out), tar=tar)
+    return path

@@ -1,0 +1,122 @@
+"""Registering sensitive datasets: a source, its versions and its budget account under a policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from policies.loader import policy_digest
+from policies.model import Policy
+from privacy.errors import InputError
+from privacy.ledger import Balance, Caps, Source, balance
+from privacy.schema import Schema
+from privacy.table import ConformReport, conform, read_raw_fingerprinted
+from release.db import DatasetVersion, log_event
+from release.workspace import Workspace
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise InputError(f"{kind} name {name!r} must be 1-100 letters, digits, '_', '.' or '-'")
+    return name
+
+
+@dataclass(frozen=True)
+class Registration:
+    source: str
+    version: int
+    fingerprint: str
+    new_account: bool
+    report: ConformReport
+
+
+def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accept_drafted: bool = False) -> Registration:
+    """Validate ``data`` against the schema, fingerprint it, and open (or reuse) the source's account."""
+    check_name("source", source)
+    schema = Schema.load(schema_path)
+    if schema.drafted_from_data and not accept_drafted:
+        raise InputError(
+            "the schema was drafted from the data (drafted_from_data: true): review its domains and "
+            "remove that key, or pass --accept-drafted-schema to accept the leak knowingly"
+        )
+    raw, fp = read_raw_fingerprinted(data)
+    _, report = conform(raw, schema, path_hint=str(data))
+    policy = ws.policy()
+    with ws.transaction() as s:
+        src = s.scalars(select(Source).where(Source.name == source)).first()
+        new = src is None
+        if src is None:
+            src = Source(
+                name=source,
+                policy_name=policy.name,
+                policy_json=policy.model_dump_json(),
+                policy_digest=policy_digest(policy),
+            )
+            s.add(src)
+            s.flush()
+        ver = DatasetVersion(
+            source_id=src.id, path=str(data.resolve()), fingerprint=fp, schema_json=json.dumps(schema.to_dict())
+        )
+        s.add(ver)
+        s.flush()
+        n_versions = len(s.scalars(select(DatasetVersion.id).where(DatasetVersion.source_id == src.id)).all())
+        log_event(s, "source.register", source=source, fingerprint=fp, version=n_versions, new_account=new)
+    return Registration(source=source, version=n_versions, fingerprint=fp, new_account=new, report=report)
+
+
+def get_source(s: Session, name: str) -> Source:
+    src = s.scalars(select(Source).where(Source.name == name)).first()
+    if src is None:
+        raise InputError(f"unknown source {name!r} (register it first)")
+    return src
+
+
+def source_policy(src: Source) -> Policy:
+    return Policy.model_validate_json(src.policy_json)
+
+
+def caps_of(policy: Policy) -> Caps:
+    b = policy.budget
+    return Caps(b.total_epsilon, b.total_delta, b.per_release_epsilon, b.per_release_delta)
+
+
+def latest_version(s: Session, src: Source) -> DatasetVersion:
+    ver = s.scalars(
+        select(DatasetVersion).where(DatasetVersion.source_id == src.id).order_by(DatasetVersion.id.desc())
+    ).first()
+    assert ver is not None
+    return ver
+
+
+def budget_report(ws: Workspace, source: str | None = None) -> list[dict[str, object]]:
+    """Spent and remaining budget per source (one source, or all), with every charge."""
+    with ws.transaction() as s:
+        if source is not None:
+            sources = [get_source(s, source)]
+        else:
+            sources = list(s.scalars(select(Source).order_by(Source.name)))
+        out = []
+        for src in sources:
+            pol = source_policy(src)
+            bal: Balance = balance(s, src, caps_of(pol))
+            out.append(
+                {
+                    "source": src.name,
+                    "policy": src.policy_name,
+                    "total_epsilon": pol.budget.total_epsilon,
+                    "total_delta": pol.budget.total_delta,
+                    "spent_epsilon": bal.spent_epsilon,
+                    "spent_delta": bal.spent_delta,
+                    "remaining_epsilon": bal.remaining_epsilon,
+                    "remaining_delta": bal.remaining_delta,
+                    "charges": bal.charges,
+                }
+            )
+    return out

@@ -1,0 +1,106 @@
+"""The run's statement (what stewards sign) and the human documents of a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from release.canonical import canonical_json, sha256_hex
+
+#: files of a run that the statement binds, by their names in the bundle
+BOUND_FILES = ("synthetic.parquet", "synthetic.csv", "audit.json", "report.html")
+
+
+def file_digests(run_dir: Any) -> dict[str, str]:
+    out = {}
+    for name in BOUND_FILES:
+        out[name] = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
+    return out
+
+
+def statement_digest(statement: dict[str, Any]) -> str:
+    return sha256_hex(canonical_json(statement))
+
+
+def privacy_statement_md(st: dict[str, Any]) -> str:
+    card = st["generator"]
+    spend = st["spend"]
+    unit = card.get("unit_of_privacy", "one record of the training split")
+    lines = [
+        f"# Privacy statement for release of run {st['run_id']}",
+        "",
+        "## Guarantee",
+        f"The synthetic data in this bundle was produced by the `{card['name']}` generator under "
+        f"**({spend['epsilon']:g}, {spend['delta']:g})-differential privacy** with respect to "
+        f"{unit}.",
+        "",
+        f"- Accounting: {card.get('accounting', 'see generator card')}",
+        f"- Unit of privacy: {unit}. Each record of the source was assigned to the training split by an "
+        "independent coin (holdout probability from the policy); records in the holdout did not reach "
+        "the generator.",
+        "- Every category list, numeric bound and bin edge came from the public schema below, not from the "
+        "data; values outside the schema were clipped or mapped to a declared category before training.",
+        f"- The number of synthetic rows is {'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}.",
+        f"- Source budget: this release charged epsilon {spend['epsilon']:g} and delta {spend['delta']:g} "
+        f"to source `{st['source']}` under policy `{st['policy']['name']}` (caps composed by basic composition).",
+        "",
+        "## What is not covered",
+        "- The audit figures in `audit.json` and `report.html` (attack success rates, distances, quality and "
+        "utility scores) were computed on the steward's side on the real training and holdout data and are "
+        "**not** differentially private. They are evidence that the release is safe, not part of the "
+        "guarantee, and the gate's pass/fail outcome is itself a small side channel.",
+        "- Differential privacy bounds what the release reveals about any one record; it does not hide "
+        "population-level patterns, which the synthetic data is meant to keep.",
+        "- Records that appear several times in the source (the same person twice) are protected as "
+        "separate records: the guarantee for such a person is weaker (group privacy).",
+        "",
+        "## Generator card",
+        "```json",
+        json.dumps(card, indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def datasheet_md(st: dict[str, Any]) -> str:
+    schema = st["schema"]
+    cols = schema.get("columns", {})
+    lines = [
+        f"# Datasheet: synthetic release of `{st['source']}` (run {st['run_id']})",
+        "",
+        "## Motivation and provenance",
+        f"Synthetic version of the registered source `{st['source']}` (file SHA-256 "
+        f"`{st['source_fingerprint']}`), produced by synthgate for sharing under policy "
+        f"`{st['policy']['name']}`. Requested by `{st['requester']}`; approved by the stewards listed "
+        "in `manifest.json`.",
+        "",
+        "## Composition",
+        "Each row is synthetic: it does not correspond to a real person. Columns and their public domains:",
+        "",
+        "| column | type | domain |",
+        "| --- | --- | --- |",
+    ]
+    for name, spec in cols.items():
+        if spec["type"] == "categorical":
+            dom = ", ".join(map(str, spec["categories"][:12])) + (" ..." if len(spec["categories"]) > 12 else "")
+        else:
+            dom = f"[{spec['min']}, {spec['max']}]"
+        lines.append(f"| {name} | {spec['type']} | {dom} |")
+    lines += [
+        "",
+        "## Collection and processing",
+        f"Generator: `{st['generator']['name']}`; see `privacy-statement.md` for the guarantee and "
+        "`report.html` / `audit.json` for fidelity, utility and privacy-attack results.",
+        "",
+        "## Uses",
+        "Suitable for exploratory analysis, software testing and model prototyping. Conclusions "
+        "should be confirmed on the real data by its custodian; rare subgroups are distorted by the "
+        "noise that protects individuals.",
+        "",
+        "## Maintenance",
+        "Verify this bundle with `synthgate verify BUNDLE --trust release.pub` before use.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Synthesis: charge the budget first, then read the data, split, fit on train, sample, store."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import polars as pl
+from sqlalchemy import func, select
+
+from privacy.errors import BudgetError, InputError, PolicyError, SynthgateError
+from privacy.generators.tabular.registry import generator_names, get_generator
+from privacy.ledger import charge
+from privacy.schema import Schema
+from privacy.spend import PrivacySpend
+from privacy.split import train_holdout
+from privacy.table import load_verified
+from release.atomic import write_atomic
+from release.db import Run, log_event
+from release.sources import caps_of, check_name, get_source, latest_version, source_policy
+from release.workspace import Workspace
+
+Progress = Callable[[str, float | None], None]
+
+MAX_ROWS = 10_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthesisRequest:
+    source: str
+    generator: str
+    epsilon: float
+    delta: float | None = None
+    rows: int | None = None
+    seed: int | None = None
+    requester: str = "steward"
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _new_run_id() -> str:
+    return "run-" + secrets.token_hex(6)
+
+
+def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None = None) -> str:
+    """Run one synthesis; returns the run id. The charge is committed before the data is read."""
+    say = progress or (lambda _m, _f: None)
+    if req.generator not in generator_names():
+        raise InputError(f"unknown generator {req.generator!r} (known: {', '.join(generator_names())})")
+    check_name("requester", req.requester)
+    if req.rows is not None and not 1 <= req.rows <= MAX_ROWS:
+        raise InputError(f"--rows ({req.rows}) must be between 1 and {MAX_ROWS}")
+    seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
+    if not 0 <= seed < 2**63:
+        raise InputError(f"seed ({seed}) must be a non-negative integer")
+    run_id = _new_run_id()
+
+    # 1. check and charge in one write-locked transaction, before anything reads the data
+    with ws.transaction() as s:
+        src = get_source(s, req.source)
+        policy = source_policy(src)
+        if req.generator not in policy.allowed_generators:
+            raise PolicyError(
+                f"policy {policy.name!r} does not allow generator {req.generator!r} "
+                f"(allowed: {', '.join(policy.allowed_generators)})"
+            )
+        delta = policy.budget.per_release_delta if req.delta is None else req.delta
+        spend = PrivacySpend(epsilon=req.epsilon, delta=delta)
+        n_runs = s.scalar(select(func.count()).select_from(Run).where(Run.source_id == src.id)) or 0
+        if n_runs >= policy.budget.max_runs_per_source:
+            raise BudgetError(
+                f"source {src.name!r} has had {n_runs} synthesis runs, the policy's cap "
+                f"(max_runs_per_source = {policy.budget.max_runs_per_source})"
+            )
+        ver = latest_version(s, src)
+        schema = Schema.from_dict(json.loads(ver.schema_json))
+        target = req.target or policy.targets.get(src.name) or schema.target
+        if target is not None and target not in schema.names:
+            raise InputError(f"target column {target!r} is not in the schema")
+        charge(s, src, spend, caps_of(policy), run_id=run_id, mechanism=f"{req.generator} (zCDP)")
+        s.add(
+            Run(
+                id=run_id, source_id=src.id, version_id=ver.id, generator=req.generator,
+                options_json=json.dumps(req.options, sort_keys=True), epsilon=spend.epsilon, delta=spend.delta,
+                rows_requested=req.rows, seed=seed, requester=req.requester, target=target, state="created",
+            )
+        )
+        log_event(s, "budget.charge", run_id, source=src.name, epsilon=spend.epsilon, delta=spend.delta)
+        log_event(s, "run.created", run_id, generator=req.generator, requester=req.requester)
+        data_path, fingerprint = ver.path, ver.fingerprint
+    say(f"charged epsilon={spend.epsilon:g}, delta={spend.delta:g} to {req.source!r} (run {run_id})", None)
+
+    # 2. read, fit, sample. Any failure from here on marks the run failed; the charge stays, since
+    # the data may already have been touched.
+    try:
+        df = load_verified(data_path, schema, fingerprint)
+        train, _holdout = train_holdout(df, policy.holdout_fraction, seed)
+        generator = get_generator(req.generator, **req.options)
+        fitted = generator.fit(train, schema, spend, progress=progress)
+        n = req.rows if req.rows is not None else max(1, int(fitted.estimated_rows))
+        say(f"sampling {n} rows", None)
+        synthetic = fitted.sample(n, seed)
+        _store_outputs(ws, run_id, synthetic, fitted)
+    except BaseException as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        with ws.transaction() as s:
+            run = s.get(Run, run_id)
+            assert run is not None
+            run.state = "failed"
+            run.error = msg[:500]
+            log_event(s, "run.failed", run_id, error=msg[:500])
+        if isinstance(exc, SynthgateError):
+            raise
+        if isinstance(exc, Exception):
+            raise SynthgateError(f"synthesis failed (run {run_id} marked failed, budget stays charged): {msg}") from exc
+        raise
+
+    with ws.transaction() as s:
+        run = s.get(Run, run_id)
+        assert run is not None
+        run.state = "synthesized"
+        run.card_json = json.dumps(fitted.card.to_dict(), sort_keys=True, default=str)
+        log_event(s, "run.synthesized", run_id, rows=n)
+    return run_id
+
+
+def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame, fitted: Any) -> None:
+    d = ws.run_dir(run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    synthetic.write_parquet(buf)
+    write_atomic(d / "synthetic.parquet", buf.getvalue())
+    write_atomic(d / "synthetic.csv", synthetic.write_csv().encode())
+    write_atomic(d / "card.json", json.dumps(fitted.card.to_dict(), indent=2, sort_keys=True, default=str).encode())
+    # the fitted model is DP (post-processing of noisy measurements), kept on the steward's side so
+    # more rows can be drawn later without new budget
+    write_atomic(d / "model.pkl", pickle.dumps(fitted), mode=0o600)
+
+
+def load_synthetic(ws: Workspace, run_id: str) -> pl.DataFrame:
+    return pl.read_parquet(ws.run_dir(run_id) / "synthetic.parquet")
+
+
