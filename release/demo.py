@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,8 +21,8 @@ Say = Callable[[str], None]
 
 def demo_data() -> tuple[Path, Path]:
     """Paths of the bundled Adult sample and its public schema."""
-    base = resources.files("release") / "demo_data"
-    return Path(str(base / "adult_sample.csv")), Path(str(base / "adult_schema.yaml"))
+    base = Path(__file__).parent / "demo_data"
+    return base / "adult_sample.csv", base / "adult_schema.yaml"
 
 
 def run_demo(out: Path | None, say: Say, progress: Callable[[str, float | None], None] | None = None) -> dict[str, Any]:

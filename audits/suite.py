@@ -1,0 +1,115 @@
+"""The audit suite: every audit in order, timed, and the audit document the gate and report read."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import polars as pl
+
+from audits.anonymeter_risks import run_anonymeter
+from audits.fidelity import run_fidelity
+from audits.membership import run_membership
+from audits.result import AuditResult
+from audits.utility import run_utility
+from policies.model import Policy
+from privacy.schema import Schema
+
+#: Version of the audit document's layout; bump when a key changes meaning.
+DOCUMENT_VERSION = 1
+
+
+class AuditFunction(Protocol):
+    """The signature every ``run_<name>`` audit shares."""
+
+    def __call__(
+        self,
+        real_train: pl.DataFrame,
+        real_holdout: pl.DataFrame,
+        synthetic: pl.DataFrame,
+        schema: Schema,
+        policy: Policy,
+        *,
+        target: str | None = None,
+    ) -> AuditResult: ...
+
+
+#: The audits of the first version, in the order they run (cheap and decisive first).
+AUDITS: tuple[tuple[str, AuditFunction], ...] = (
+    ("membership", run_membership),
+    ("anonymeter", run_anonymeter),
+    ("fidelity", run_fidelity),
+    ("utility", run_utility),
+)
+
+
+def run_audits(
+    real_train: pl.DataFrame,
+    real_holdout: pl.DataFrame,
+    synthetic: pl.DataFrame,
+    schema: Schema,
+    policy: Policy,
+    *,
+    target: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[AuditResult]:
+    """Run every audit in ``AUDITS`` order; ``progress(name)`` is called before each starts.
+
+    Each result carries its wall-clock ``seconds``. Usage errors (``InputError``) propagate; a
+    library failure inside an audit becomes a NaN metric that fails the gate.
+    """
+    results = []
+    for name, audit in AUDITS:
+        if progress is not None:
+            progress(name)
+        started = time.perf_counter()
+        result = audit(real_train, real_holdout, synthetic, schema, policy, target=target)
+        results.append(dataclasses.replace(result, seconds=time.perf_counter() - started))
+    return results
+
+
+def gate_checks(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
+    """One JSON-able row per metric with role "gate": what it measured, what it was held to, the outcome."""
+    checks = []
+    for result in results:
+        for metric in result.metrics:
+            if metric.role != "gate":
+                continue
+            d = metric.to_dict()
+            checks.append(
+                {
+                    "audit": result.audit,
+                    "name": d["name"],
+                    "value": d["value"],
+                    "interval": d["interval"],
+                    "gated_on": d["gated_on"],
+                    "gated_value": d["gated_value"],
+                    "threshold": d["threshold"],
+                    "goal": d["goal"],
+                    "passed": bool(metric.passed),
+                    "flags": d["flags"],
+                    "meaning": d["meaning"],
+                }
+            )
+    return checks
+
+
+def gate_passed(results: Sequence[AuditResult]) -> bool:
+    """True iff there is at least one gate metric and every gate metric passed.
+
+    An empty set of checks is refused rather than trivially passed.
+    """
+    checks = gate_checks(results)
+    return bool(checks) and all(c["passed"] for c in checks)
+
+
+def audit_document(results: Sequence[AuditResult], context: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-able audit document: context, every result, and the gate's decision with its checks."""
+    return {
+        "synthgate_audit": DOCUMENT_VERSION,
+        "context": dict(context),
+        "results": [r.to_dict() for r in results],
+        "gate": {"passed": gate_passed(results), "checks": gate_checks(results)},
+    }

@@ -1,0 +1,1 @@
+"""Workflow and trust: workspace, runs, gate, stewards, approvals, bundles, verification, CLI."""

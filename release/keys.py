@@ -1,0 +1,194 @@
+"""Ed25519 key pairs on disk: generation that never overwrites or half-writes a key, and loading.
+
+A key pair is two PEM files in one directory: ``<name>.key`` (PKCS#8, unencrypted, mode 0600) and
+``<name>.pub`` (SubjectPublicKeyInfo, mode 0644). A key is named in data by its key id, the hex
+SHA-256 of the raw 32-byte public key; show its first 16 characters to people, keep all 64 in data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from privacy.errors import InputError
+from release.canonical import sha256_hex
+
+# A key name becomes a file name: keep it to characters that are safe in every shell and on
+# every file system, and never let it carry a path separator or start with a dot.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+PRIVATE_SUFFIX = ".key"
+PUBLIC_SUFFIX = ".pub"
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """The key id: lower-case hex SHA-256 of the raw 32-byte Ed25519 public key (64 characters)."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return sha256_hex(raw)
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> str:
+    """The public key as PEM SubjectPublicKeyInfo text (what ``.pub`` files and manifests hold)."""
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def public_key_from_pem(text: str) -> Ed25519PublicKey:
+    """Parse PEM SubjectPublicKeyInfo text; ``InputError`` unless it is an Ed25519 public key."""
+    if not isinstance(text, str):
+        raise InputError("public key PEM must be text")
+    try:
+        key = serialization.load_pem_public_key(text.encode("utf-8"))
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InputError("not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise InputError("not an Ed25519 public key")
+    return key
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, not a key file") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """Load an unencrypted PEM PKCS#8 Ed25519 private key; one-line ``InputError`` otherwise."""
+    data = _read(path)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError as exc:
+        # cryptography raises TypeError for an encrypted key loaded without a password.
+        raise InputError(f"{path}: encrypted private keys are not supported") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{path}: not an Ed25519 private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError(f"{path}: not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """Load a PEM SubjectPublicKeyInfo Ed25519 public key; one-line ``InputError`` otherwise."""
+    data = _read(path)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{path}: not an Ed25519 public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise InputError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def _write_temp(directory: Path, final_name: str, data: bytes, mode: int) -> Path:
+    """Write ``data`` to a fresh temporary file in ``directory`` and return its path.
+
+    O_EXCL so we never write through a file (or symlink) someone else put there; the mode is given
+    at creation so a private key is never readable by others, not even for an instant.
+    """
+    tmp = directory / f".{final_name}.tmp-{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+    try:
+        # The umask can only remove bits; fchmod makes the public key 0644 whatever the umask is.
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            fd = -1
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        if fd != -1:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _publish_no_clobber(tmp: Path, final: Path) -> None:
+    """Give the complete temporary file its final name, refusing to replace an existing file.
+
+    ``os.link`` is atomic and fails if ``final`` exists, so a key that appeared after our check is
+    still never overwritten. File systems without hard links fall back to check-then-``os.replace``
+    (still atomic, so never half-written, with a tiny window for a concurrent writer).
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError as exc:
+        raise InputError(f"{final}: already exists; refusing to overwrite a key") from exc
+    except OSError:
+        if final.exists():
+            raise InputError(f"{final}: already exists; refusing to overwrite a key") from None
+        os.replace(tmp, final)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the new directory entries durable, so a crash after we return keeps the key.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
+    """Generate an Ed25519 key pair as ``directory/name.key`` (0600) and ``directory/name.pub`` (0644).
+
+    Refuses (``InputError``) if either file exists: a key is never overwritten. Each file is
+    written to a temporary name in the same directory and then linked into place, so a crash
+    leaves either no key or a complete one. The directory is created (mode 0700) if missing.
+    Returns ``(private_path, public_path)``.
+    """
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InputError(
+            f"key name {name!r} must be 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_path = directory / f"{name}{PRIVATE_SUFFIX}"
+    public_path = directory / f"{name}{PUBLIC_SUFFIX}"
+    for path in (private_path, public_path):
+        if path.exists() or path.is_symlink():
+            raise InputError(f"{path}: already exists; refusing to overwrite a key")
+
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = public_key_pem(key.public_key()).encode("ascii")
+
+    temps: list[Path] = []
+    published: list[Path] = []
+    try:
+        tmp_private = _write_temp(directory, private_path.name, private_pem, 0o600)
+        temps.append(tmp_private)
+        tmp_public = _write_temp(directory, public_path.name, public_pem, 0o644)
+        temps.append(tmp_public)
+        _publish_no_clobber(tmp_private, private_path)
+        published.append(private_path)
+        _publish_no_clobber(tmp_public, public_path)
+        published.append(public_path)
+        _fsync_dir(directory)
+    except BaseException:
+        # Undo only what this call published: a private key without its public half is useless
+        # and confusing, and the files are ours because the no-clobber publish succeeded.
+        for path in published:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return private_path, public_path
