@@ -19,7 +19,7 @@ from privacy.errors import InputError
 
 ColumnType = Literal["categorical", "integer", "float"]
 _TYPES = ("categorical", "integer", "float")
-_COLUMN_KEYS = {"type", "categories", "other", "min", "max", "bins", "description"}
+_COLUMN_KEYS = {"type", "categories", "other", "min", "max", "bins", "cuts", "description"}
 _SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warning", "description"}
 DEFAULT_BINS = 16
 
@@ -40,6 +40,10 @@ class Column:
     max: float | None = None
     #: Numeric: number of equal-width bins between min and max for marginal generators.
     bins: int = DEFAULT_BINS
+    #: Numeric: explicit public cut points strictly inside (min, max], instead of equal-width bins;
+    #: bins are [min, c1), [c1, c2), ..., [ck, max]. Lets a steward give a value such as 0 a bin of
+    #: its own from public knowledge (most people report no capital gain) without reading the data.
+    cuts: tuple[float, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -64,6 +68,14 @@ class Column:
                 raise InputError(f"{where}: a numeric column takes no 'categories'")
             if not isinstance(self.bins, int) or self.bins < 2 or self.bins > 1000:
                 raise InputError(f"{where}: 'bins' must be an integer in [2, 1000]")
+            if self.cuts:
+                c = list(self.cuts)
+                if any(not math.isfinite(x) for x in c) or any(b <= a for a, b in zip(c, c[1:])):
+                    raise InputError(f"{where}: 'cuts' must be finite and strictly increasing")
+                if c[0] <= self.min or c[-1] > self.max or len(c) > 999:
+                    raise InputError(f"{where}: 'cuts' must lie in (min, max] (at most 999 of them)")
+                if self.type == "integer" and any(not float(x).is_integer() for x in c):
+                    raise InputError(f"{where}: 'cuts' of an integer column must be integers")
 
     @property
     def is_numeric(self) -> bool:
@@ -73,6 +85,10 @@ class Column:
         """Equal-width bin edges over the public bounds (integer columns: integer-aligned)."""
         assert self.min is not None and self.max is not None
         lo, hi = float(self.min), float(self.max)
+        if self.cuts:
+            if self.type == "integer":
+                return [lo - 0.5, *(float(c) - 0.5 for c in self.cuts), hi + 0.5]
+            return [lo, *(float(c) for c in self.cuts), hi]
         if self.type == "integer":
             span = int(hi - lo) + 1
             nbins = min(self.bins, span)
@@ -92,7 +108,10 @@ class Column:
         else:
             out["min"] = _num(self.min)
             out["max"] = _num(self.max)
-            out["bins"] = self.bins
+            if self.cuts:
+                out["cuts"] = [_num(c) for c in self.cuts]
+            else:
+                out["bins"] = self.bins
         return out
 
 
@@ -181,6 +200,7 @@ class Schema:
                         min=None if spec.get("min") is None else float(spec["min"]),
                         max=None if spec.get("max") is None else float(spec["max"]),
                         bins=spec.get("bins", DEFAULT_BINS),
+                        cuts=tuple(float(x) for x in (spec.get("cuts") or ())),
                         description=str(spec.get("description", "")),
                     )
                 )
