@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from privacy.errors import GateError
+from privacy.errors import GateError, IntegrityError
+from release.approval_sig import verify_decision
 from release.bundle import write_bundle
 from release.db import Approval, Steward, chain_head, log_event
-from release.keys import key_id
+from release.keys import key_id, public_key_from_pem
 from release.runs import get_run, load_statement
 from release.statement import datasheet_md, privacy_statement_md, statement_digest
 from release.workspace import Workspace
@@ -36,6 +37,15 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
             st.name: {"public_key_pem": st.public_key_pem, "keyid": st.keyid}
             for st in s.scalars(select(Steward).where(Steward.name.in_([a["steward"] for a in approvals])))
         }
+        # re-check every stored approval before it is published: a row written into the database
+        # by hand (or copied from another run) must not reach a bundle
+        for a in approvals:
+            st = stewards.get(a["steward"])
+            if st is None:
+                raise IntegrityError(f"approval by unknown steward {a['steward']!r} on run {run_id}")
+            verify_decision(a, public_key_from_pem(st["public_key_pem"]))
+            if a["run_id"] != run_id or a["statement_digest"] != run.statement_digest:
+                raise IntegrityError(f"an approval stored for run {run_id} was signed for another run or statement")
         head = chain_head(s)
     if not statement["gate"]["passed"]:
         raise GateError(f"run {run_id}'s gate did not pass")

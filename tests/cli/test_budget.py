@@ -1,0 +1,110 @@
+"""The budget: refused charges change nothing, crashes keep the charge, concurrency cannot overspend."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from privacy.generators.tabular import registry
+from release.cli.main import cli
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    shutil.copy(DATA / "adult_2000.csv", tmp_path / "adult.csv")
+    assert run("--workspace", str(ws), "init", "--policy", str(DATA / "test_policy.yaml")).exit_code == 0
+    res = run("--workspace", str(ws), "register", "adult", str(tmp_path / "adult.csv"), "--schema",
+              str(DATA / "adult_schema.yaml"))
+    assert res.exit_code == 0, res.stderr
+    return ws
+
+
+def budget(ws: Path) -> dict:
+    return json.loads(run("--workspace", str(ws), "budget", "adult", "--json").stdout)
+
+
+def test_spend_recorded_when_fitting_crashes(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Boom:
+        def fit(self, *a: object, **k: object) -> None:
+            raise RuntimeError("simulated crash inside the generator")
+
+    monkeypatch.setattr(registry, "get_generator", lambda name, **o: Boom())
+    monkeypatch.setattr("release.synthesize.get_generator", lambda name, **o: Boom())
+    res = run("--workspace", str(ws), "synthesize", "adult", "--generator", "mst", "--epsilon", "1")
+    assert res.exit_code == 1 and "simulated crash" in res.stderr and "budget stays charged" in res.stderr
+    b = budget(ws)
+    assert b["spent_epsilon"] == 1.0 and len(b["charges"]) == 1
+    run_id = b["charges"][0]["run_id"]
+    info = json.loads(run("--workspace", str(ws), "review", run_id, "--json").stdout)
+    assert info["state"] == "failed" and "simulated crash" in info["error"]
+
+
+def test_changed_data_is_refused_after_the_charge(ws: Path) -> None:
+    data = ws.parent / "adult.csv"
+    data.write_text(data.read_text().replace("United-States", "Mexico", 1))
+    res = run("--workspace", str(ws), "synthesize", "adult", "--generator", "mst", "--epsilon", "0.5")
+    assert res.exit_code == 5 and "changed since it was registered" in res.stderr
+    # the charge happened before the data was read, and stays
+    assert budget(ws)["spent_epsilon"] == 0.5
+
+
+def test_charge_past_total_cap_changes_nothing(ws: Path) -> None:
+    data = ws.parent / "adult.csv"
+    data.write_text(data.read_text() + "\n")  # every synthesis now fails fast after charging
+    for _ in range(3):
+        run("--workspace", str(ws), "synthesize", "adult", "--generator", "mst", "--epsilon", "1")
+    before = budget(ws)
+    assert before["spent_epsilon"] == 3.0 and before["remaining_epsilon"] == 0.0
+    res = run("--workspace", str(ws), "synthesize", "adult", "--generator", "mst", "--epsilon", "0.01")
+    assert res.exit_code == 4 and "0 epsilon left of 3" in res.stderr
+    assert budget(ws) == before
+
+
+def test_concurrent_synthesize_processes_cannot_pass_the_cap(ws: Path) -> None:
+    """Six processes race for a budget with room for two charges of 1.0 (cap 3, 1.0 already spent)."""
+    data = ws.parent / "adult.csv"
+    data.write_text(data.read_text() + "\n")  # fail fast after the charge: only the ledger race matters
+    run("--workspace", str(ws), "synthesize", "adult", "--generator", "mst", "--epsilon", "1")
+    assert budget(ws)["spent_epsilon"] == 1.0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    code = "from release.cli.main import main; main()"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, "--workspace", str(ws), "synthesize", "adult", "--generator", "mst",
+             "--epsilon", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        for _ in range(6)
+    ]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    b = budget(ws)
+    assert b["spent_epsilon"] <= 3.0 + 1e-12
+    assert len(b["charges"]) == 3
+    assert codes.count(5) == 2 and codes.count(4) == 4, codes
+
+
+def test_a_new_version_shares_the_account(ws: Path) -> None:
+    data = ws.parent / "adult.csv"
+    text = data.read_text()
+    data.write_text(text + text.splitlines()[-1] + "\n")  # a new version: one more row
+    run("--workspace", str(ws), "synthesize", "adult", "--generator", "mst", "--epsilon", "1")
+    res = run("--workspace", str(ws), "register", "adult", str(data), "--schema", str(DATA / "adult_schema.yaml"),
+              "--json")
+    out = json.loads(res.stdout)
+    assert out["version"] == 2 and out["new_account"] is False
+    b = budget(ws)
+    assert b["spent_epsilon"] == 1.0 and b["remaining_epsilon"] == 2.0

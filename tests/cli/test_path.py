@@ -1,0 +1,84 @@
+"""The whole release path through the CLI on 2,000 real Adult rows, MST at epsilon 1."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the fixture type lives in conftest.py
+    from conftest import Env
+
+
+def test_audit_passed_and_review_shows_every_check(env: Env, run_id: str) -> None:
+    assert (env.root / "audit_exit").read_text() == "0", "the audit of the shared run failed its gate"
+    info = env.json("review", run_id)
+    assert info["state"] == "awaiting_approval"
+    assert info["spend"] == {"epsilon": 1.0, "delta": 1e-9}
+    names = {c["name"] for c in info["gate_checks"]}
+    assert {"dcr_share", "quality_score", "diagnostic_score", "utility_auc_ratio", "linkability"} <= names
+    assert all(c["passed"] for c in info["gate_checks"])
+    human = env.run("review", run_id)
+    assert human.exit_code == 0 and "dcr_share" in human.stdout
+
+
+def test_budget_json_keys(env: Env, run_id: str) -> None:
+    b = env.json("budget", "adult")
+    assert b["spent_epsilon"] == 1.0 and b["spent_delta"] == 1e-9
+    assert b["remaining_epsilon"] == 2.0
+    assert b["charges"][0]["run_id"] == run_id
+
+
+def test_approve_release_verify(env: Env, run_id: str) -> None:
+    keys = env.root / "keys"
+    # the requester may not approve under the health policy
+    res = env.run("approve", run_id, "--steward", "carol", "--key", str(keys / "carol.key"))
+    assert res.exit_code == 3 and "forbids the requester" in res.stderr
+    # not yet approved: no release
+    out = env.json("approve", run_id, "--steward", "alice", "--key", str(keys / "alice.key"), "--comment", "ok")
+    assert out["state"] == "awaiting_approval" and out["approvals"] == 1
+    res = env.run("release", run_id, "--out", str(env.root / "early"))
+    assert res.exit_code == 3 and not (env.root / "early").exists()
+    # the same steward twice does not count twice
+    res = env.run("approve", run_id, "--steward", "alice", "--key", str(keys / "alice.key"))
+    assert res.exit_code == 3 and "already decided" in res.stderr
+    out = env.json("approve", run_id, "--steward", "bob", "--key", str(keys / "bob.key"))
+    assert out["state"] == "approved"
+    bundle = env.root / "bundle"
+    out = env.json("release", run_id, "--out", str(bundle), "--tar")
+    files = sorted(p.name for p in bundle.iterdir())
+    assert files == sorted(["synthetic.parquet", "synthetic.csv", "report.html", "audit.json",
+                            "privacy-statement.md", "datasheet.md", "manifest.json"])
+    pub = env.ws / "keys" / "release.pub"
+    for target in (bundle, Path(str(bundle) + ".tar.gz")):
+        v = env.json("verify", str(target), "--trust", str(pub))
+        assert v["valid"] and v["run_id"] == run_id and sorted(v["approvals"]) == ["alice", "bob"]
+    # a key the reader does not trust
+    res = env.run("verify", str(bundle), "--trust", str(keys / "alice.pub"))
+    assert res.exit_code == 5
+    statement = (bundle / "privacy-statement.md").read_text()
+    assert "(1, 1e-09)-differential privacy" in statement and "not** differentially private" in statement
+    env_log = env.json("log", "verify")
+    assert env_log["valid"] and env_log["entries"] > 8
+    with tarfile.open(str(bundle) + ".tar.gz") as tf:
+        assert all(not m.name.startswith("/") for m in tf.getmembers())
+
+
+def test_reject_blocks_release(env: Env, run_id: str) -> None:
+    keys = env.root / "keys"
+    out = env.json("reject", run_id, "--steward", "bob", "--key", str(keys / "bob.key"), "--reason", "columns too coarse")
+    assert out["state"] == "rejected"
+    res = env.run("approve", run_id, "--steward", "alice", "--key", str(keys / "alice.key"))
+    assert res.exit_code == 3
+    res = env.run("release", run_id, "--out", str(env.root / "b"))
+    assert res.exit_code == 3 and "rejected" in res.stderr
+
+
+def test_audit_json_and_report_written(env: Env, run_id: str) -> None:
+    d = env.ws / "runs" / run_id
+    doc = json.loads((d / "audit.json").read_text())
+    assert doc["gate"]["passed"] is True
+    html = (d / "report.html").read_text()
+    assert "<script src" not in html and run_id in html
