@@ -30,7 +30,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -405,7 +405,7 @@ def _inference(
 def _sanity_metric(sanity: list[dict[str, Any]], policy: Policy) -> Metric:
     failed = [row["attack"] for row in sanity if row["significantly_worse"]]
     value = math.nan if not sanity else (0.0 if failed else 1.0)
-    role = "info" if policy.thresholds.anonymeter_sanity == "warn" else "gate"
+    role: Literal["gate", "info"] = "info" if policy.thresholds.anonymeter_sanity == "warn" else "gate"
     flags = (f"attacks significantly worse than random: {', '.join(failed)}",) if failed else ()
     return Metric(
         name="anonymeter_sanity",
@@ -516,7 +516,7 @@ def _reproducible_singling_out() -> Iterator[list[int]]:
     metric fails with that error rather than running unreproducibly.
     """
     names = ("_generate_singling_out_queries", "univariate_singling_out_queries", "_random_queries")
-    originals = {name: getattr(_so_module, name, None) for name in names}
+    originals: dict[str, Any] = {name: getattr(_so_module, name, None) for name in names}
     helpers = ("_random_query", "_convert_polars_dtype")
     missing = [n for n, v in originals.items() if v is None]
     missing += [h for h in helpers if not hasattr(_so_module, h)]
@@ -552,7 +552,7 @@ def _reproducible_singling_out() -> Iterator[list[int]]:
             )
         return queries
 
-    replacements = {
+    replacements: dict[str, Any] = {
         "_generate_singling_out_queries": generate,
         "univariate_singling_out_queries": univariate,
         "_random_queries": random_queries,

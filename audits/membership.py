@@ -19,6 +19,7 @@ overfitting check, not proof of privacy (protocol rule 6).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -71,7 +72,7 @@ def run_membership(
         picked = sorted(subset_rng.choice(len(names), size=size, replace=False).tolist())
         variants.append((f"subset {i + 1}", [names[j] for j in picked]))
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, cols in variants:
         share, interval = dcr_share(train, holdout, syn, schema, cols)
         rows.append({"variant": label, "columns": cols, "share": share, "interval": list(interval)})

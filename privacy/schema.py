@@ -194,7 +194,7 @@ class Schema:
                 columns.append(
                     Column(
                         name=str(name),
-                        type=spec.get("type"),
+                        type=spec.get("type"),  # type: ignore[arg-type]  # checked in __post_init__
                         categories=tuple(str(c) for c in cats),
                         other=None if spec.get("other") is None else str(spec["other"]),
                         min=None if spec.get("min") is None else float(spec["min"]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 
@@ -39,7 +39,9 @@ def add_steward(ws: Workspace, name: str, public_key_file: Path) -> dict[str, st
     return {"steward": name, "keyid": kid}
 
 
-def decide(ws: Workspace, run_id: str, steward: str, key_file: Path, decision: str, comment: str = "") -> dict[str, Any]:
+def decide(
+    ws: Workspace, run_id: str, steward: str, key_file: Path, decision: Literal["approve", "reject"], comment: str = ""
+) -> dict[str, Any]:
     """Sign and record a steward's decision ("approve" or "reject") on a run."""
     key = load_private_key(key_file)
     with ws.transaction() as s:

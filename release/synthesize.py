@@ -6,8 +6,9 @@ import io
 import json
 import pickle
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 from sqlalchemy import func, select

@@ -62,7 +62,7 @@ def cli(workspace: str | None, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from release.cli import trust, workflow, demo
+    from release.cli import demo, trust, workflow
 
     for mod in (workflow, trust, demo):
         for cmd in mod.COMMANDS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import click
 
@@ -58,7 +59,8 @@ def steward_add_cmd(ctx: click.Context, name: str, public_key: str, as_json: boo
     emit(out, as_json, lambda: click.echo(f"steward {name} registered (key {out['keyid'][:16]})"))
 
 
-def _decision(ctx: click.Context, run_id: str, steward: str, key: str, decision: str, comment: str, as_json: bool) -> None:
+def _decision(ctx: click.Context, run_id: str, steward: str, key: str, decision: Literal["approve", "reject"],
+              comment: str, as_json: bool) -> None:
     out = decide(get_workspace(ctx), run_id, steward, Path(key), decision, comment)
     emit(out, as_json, lambda: click.echo(
         f"{steward} {decision}d run {run_id}: {out['approvals']} of {out['approvals_required']} approvals; "
@@ -124,7 +126,7 @@ def verify_cmd(bundle: str, trust: tuple[str, ...], as_json: bool) -> None:
     trusted = load_trusted([Path(t) for t in trust])
     v = verify_bundle(Path(bundle), trusted)
     pred = v.predicate
-    out = {"valid": True, "run_id": pred.get("run_id"), "source": pred.get("source"),
+    out: dict[str, Any] = {"valid": True, "run_id": pred.get("run_id"), "source": pred.get("source"),
            "release_keyid": v.release_keyid, "files": v.files,
            "approvals": [a["steward"] for a in v.approvals], "spend": pred.get("spend")}
     emit(out, as_json, lambda: click.echo(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -12,7 +13,15 @@ from rich.table import Table
 from privacy.errors import GateError, InputError
 from privacy.infer import DRAFT_WARNING, draft_yaml, infer_schema
 from release.atomic import write_atomic
-from release.cli.common import emit, err_console, get_workspace, json_option, out_console, progress, workspace_path
+from release.cli.common import (
+    emit,
+    err_console,
+    get_workspace,
+    json_option,
+    out_console,
+    progress,
+    workspace_path,
+)
 from release.runs import audit, review
 from release.sources import budget_report, register
 from release.synthesize import SynthesisRequest, synthesize
@@ -109,7 +118,8 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
             click.echo(f"{r['source']} (policy {r['policy']}): spent eps {r['spent_epsilon']:g} / {r['total_epsilon']:g}, "
                        f"delta {r['spent_delta']:g} / {r['total_delta']:g}; remaining eps {r['remaining_epsilon']:g}")
             t = Table("run", "epsilon", "delta", "mechanism", "at")
-            for c in r["charges"]:  # type: ignore[union-attr]
+            charges: list[dict[str, Any]] = r["charges"]  # type: ignore[assignment]
+            for c in charges:
                 t.add_row(str(c["run_id"]), f"{c['epsilon']:g}", f"{c['delta']:g}", str(c["mechanism"]), str(c["at"]))
             out_console.print(t)
 
@@ -177,7 +187,7 @@ def audit_cmd(ctx: click.Context, run_id: str, target: str | None, as_json: bool
         raise GateError(f"gate failed for run {run_id}: {failed}")
 
 
-def _print_checks(checks: list[dict[str, object]]) -> None:
+def _print_checks(checks: list[dict[str, Any]]) -> None:
     t = Table("check", "value", "gated on", "threshold", "result", "flags")
     for c in checks:
         v = c.get("gated_value")

@@ -48,9 +48,9 @@ from privacy.generators.tabular.base import Progress
 from privacy.generators.tabular.marginal import (
     MarginalModel,
     make_card,
-    project_many,
     mechanism_randomness,
     prepare,
+    project_many,
     report,
     run_smartnoise_fit,
     zcdp_rho,
@@ -114,8 +114,8 @@ class _RunLog:
 def smartnoise_class() -> type:
     """Our subclass of smartnoise's ``AIMSynthesizer`` (built on first use: importing smartnoise is slow)."""
     from mbi import estimation, junction_tree, marginal_oracles
-    from snsynth.aim.aim import AIMSynthesizer, compile_workload, downward_closure
     from snsynth.aim import aim as sn_aim
+    from snsynth.aim.aim import AIMSynthesizer, compile_workload, downward_closure
     from snsynth.utils import gaussian_noise
 
     def exponential_mechanism(*args: Any, **kwargs: Any) -> Any:

@@ -87,7 +87,7 @@ class ColumnCodec:
                 raise InputError(
                     f"{where}: {bad} values outside the schema's categories; conform the data to the schema first"
                 )
-            return codes.to_numpy().astype(np.int64)
+            return np.asarray(codes.to_numpy(), dtype=np.int64)
         vals = s.cast(pl.Float64).to_numpy()
         assert self.lo is not None and self.hi is not None
         bad = int(np.sum(~np.isfinite(vals) | (vals < self.lo) | (vals > self.hi)))
@@ -95,9 +95,9 @@ class ColumnCodec:
             raise InputError(
                 f"{where}: {bad} values missing or outside the schema bounds; conform the data to the schema first"
             )
-        codes = np.searchsorted(np.asarray(self.edges), vals, side="right") - 1
+        bin_codes = np.searchsorted(np.asarray(self.edges), vals, side="right") - 1
         # a float equal to max sits on the last edge: it belongs to the last bin
-        return np.clip(codes, 0, self.cardinality - 1).astype(np.int64)
+        return np.clip(bin_codes, 0, self.cardinality - 1).astype(np.int64)
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator) -> pl.Series:
         """Values for codes; numeric bins become uniform draws inside the bin (post-processing)."""

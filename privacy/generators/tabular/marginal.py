@@ -30,8 +30,9 @@ import math
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -340,7 +341,7 @@ def _eliminate(factors: list[tuple[tuple[str, ...], np.ndarray]], query: tuple[s
     while todo:
         # greedy: eliminate the variable whose merged factor is smallest
         def cost(z: str) -> int:
-            merged = {a for attrs, _ in pool if z in attrs for a in attrs}
+            merged = {a for attrs, _ in pool if z in attrs for a in attrs}  # noqa: B023 - used in this iteration only
             return int(np.prod([sizes[a] for a in merged]))
 
         z = min(sorted(todo), key=cost)

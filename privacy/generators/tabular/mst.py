@@ -170,7 +170,7 @@ def smartnoise_class() -> type:
 
             tree = nx.Graph()
             tree.add_nodes_from(data.domain.attrs)
-            ds = DisjointSet()
+            ds: Any = DisjointSet()
             r = len(list(nx.connected_components(tree)))
             epsilon = np.sqrt(8 * rho / (r - 1))
             for _ in range(r - 1):
