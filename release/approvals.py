@@ -108,3 +108,13 @@ def record_decision(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         }
 
 
+
+
+def approve(ws: Workspace, run_id: str, steward: str, key_file: Path, comment: str = "") -> dict[str, Any]:
+    """Sign and record an approval (``synthgate approve``)."""
+    return decide(ws, run_id, steward, key_file, "approve", comment)
+
+
+def reject(ws: Workspace, run_id: str, steward: str, key_file: Path, reason: str) -> dict[str, Any]:
+    """Sign and record a rejection (``synthgate reject``); one rejection stops the run."""
+    return decide(ws, run_id, steward, key_file, "reject", reason)
