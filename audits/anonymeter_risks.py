@@ -120,7 +120,11 @@ def run_anonymeter(
         ),
     ]
     metrics.append(_sanity_metric(sanity, policy))
-    notes = (f"anonymeter used {n} rows each of train (ori), holdout (control) and synthetic data",)
+    # the exact n would reveal the holdout's size when it is below the policy's cap (DESIGN rule 1)
+    notes = (
+        "anonymeter used equal-size samples of train (ori), holdout (control) and synthetic data, "
+        f"at most {policy.audit.anonymeter_rows} rows each",
+    )
     return AuditResult(audit="anonymeter", metrics=tuple(metrics), notes=notes)
 
 

@@ -109,8 +109,6 @@ def run_utility(
         "auc": "binary ROC AUC" if len(classes) == 2 else "macro one-vs-rest ROC AUC",
         "auc_tstr": _r(auc_tstr),
         "auc_trtr": _r(auc_trtr),
-        "rows_fitted_each": n_fit,
-        "holdout_rows": real_holdout.height,
         "model": "HistGradientBoostingClassifier (native categorical support)",
     }
     if notes_tstr:

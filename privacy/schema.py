@@ -64,6 +64,8 @@ class Column:
                 raise InputError(f"{where}: a numeric column needs public 'min' and 'max'")
             if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min >= self.max:
                 raise InputError(f"{where}: needs finite min < max")
+            if self.type == "integer" and not (float(self.min).is_integer() and float(self.max).is_integer()):
+                raise InputError(f"{where}: an integer column needs integer 'min' and 'max'")
             if self.categories:
                 raise InputError(f"{where}: a numeric column takes no 'categories'")
             if not isinstance(self.bins, int) or self.bins < 2 or self.bins > 1000:
@@ -190,17 +192,25 @@ class Schema:
             cats = spec.get("categories") or ()
             if not isinstance(cats, (list, tuple)):
                 raise InputError(f"schema column {name!r}: 'categories' must be a list")
+            if any(isinstance(c, bool) or c is None for c in cats):
+                raise InputError(
+                    f"schema column {name!r}: quote categories such as yes/no/true/null (YAML reads them as booleans)"
+                )
+            cuts = spec.get("cuts") or ()
+            if not isinstance(cuts, (list, tuple)):
+                raise InputError(f"schema column {name!r}: 'cuts' must be a list of numbers")
             try:
                 columns.append(
                     Column(
                         name=str(name),
                         type=spec.get("type"),  # type: ignore[arg-type]  # checked in __post_init__
-                        categories=tuple(str(c) for c in cats),
+                        # data values are compared after stripping spaces; so are categories
+                        categories=tuple(str(c).strip() for c in cats),
                         other=None if spec.get("other") is None else str(spec["other"]),
                         min=None if spec.get("min") is None else float(spec["min"]),
                         max=None if spec.get("max") is None else float(spec["max"]),
                         bins=spec.get("bins", DEFAULT_BINS),
-                        cuts=tuple(float(x) for x in (spec.get("cuts") or ())),
+                        cuts=tuple(float(x) for x in cuts),
                         description=str(spec.get("description", "")),
                     )
                 )
@@ -222,7 +232,7 @@ class Schema:
             raise InputError(f"schema file not found: {p}")
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
             raise InputError(f"schema file {p} is not valid YAML/JSON") from exc
         return cls.from_dict(raw)
 

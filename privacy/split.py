@@ -1,10 +1,14 @@
 """Train/holdout split: each row goes to the holdout independently with the policy's probability.
 
-An independent coin per row (rather than a fixed-size permutation) keeps each person's membership
-independent of everyone else's: adding or removing one record changes no other record's side, so
-the generator's guarantee over the training split holds for the source as a whole (a record in the
-holdout has no influence on the generator at all). The holdout is read only by the audits, which run
-on the steward's side and are not DP (the privacy statement says so).
+With a secret, uniformly random seed the coins are i.i.d., so the training split is a Poisson
+subsample of the source: a record is in it with probability 1 - p independently of every other
+record. Removing one record then changes the training split by at most that record (couple the
+two coin sequences by record, not by position), and the generator's guarantee over the training
+split holds for the source as a whole; subsampling can only help. This needs the seed to be
+unknown to the adversary: a chosen or published seed makes the coins a fixed function of row
+positions, and removing a record would shift every later row's side. The workflow therefore draws
+the split seed from OS entropy and keeps it in the workspace only (``release.synthesize``). The
+holdout is read only by the audits, which run on the steward's side and are not DP.
 """
 
 from __future__ import annotations

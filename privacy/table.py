@@ -166,6 +166,10 @@ def _conform_column(
             vals = raw.cast(pl.Float64, strict=False)
     else:
         n_null_in = s.null_count()
+        if col.type == "integer" and s.dtype.is_float():
+            bad_int = int(((s.round(0) != s) & s.is_not_null() & ~s.is_nan()).sum())
+            if bad_int:
+                raise InputError(f"{where}: {bad_int} values are not integers")
         vals = s.cast(dtype, strict=False)
     n_null = vals.null_count()
     if n_null > n_null_in:

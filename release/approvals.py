@@ -67,15 +67,15 @@ def record_decision(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         run = get_run(s, run_id)
         st = s.get(Steward, steward)
         if st is None:
-            raise GateError(f"steward {steward!r} is not registered (synthgate steward add)")
+            raise InputError(f"steward {steward!r} is not registered (synthgate steward add)")
         try:
             verify_decision(record, public_key_from_pem(st.public_key_pem))
         except IntegrityError as exc:
             raise IntegrityError(f"the decision is not signed by the key registered for steward {steward!r}") from exc
         if record.get("statement_digest") != run.statement_digest:
             raise IntegrityError(f"the decision was signed over another statement than run {run_id}'s")
-        if run.state in ("rejected", "released"):
-            raise GateError(f"run {run_id} is {run.state}; no more decisions are taken")
+        if run.state in ("rejected", "released", "auditing"):
+            raise GateError(f"run {run_id} is {run.state}; no decisions are taken now")
         if decision == "approve" and run.state != "awaiting_approval" and run.state != "approved":
             reason = "its gate failed" if run.state == "gate_failed" else f"it is {run.state}"
             raise GateError(f"run {run_id} cannot be approved: {reason}")
@@ -96,6 +96,7 @@ def record_decision(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         approvers = {
             a.steward
             for a in s.scalars(select(Approval).where(Approval.run_id == run_id, Approval.decision == "approve"))
+            if json.loads(a.record_json).get("statement_digest") == run.statement_digest
         }
         if decision == "reject":
             run.state = "rejected"

@@ -55,7 +55,11 @@ class Run(Base):
     epsilon: Mapped[float]
     delta: Mapped[float]
     rows_requested: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: seed of sampling (post-processing); the user may choose it
     seed: Mapped[int] = mapped_column(Integer)
+    #: seed of the train/holdout split, from OS entropy and never shown: a known split seed would
+    #: turn the Poisson subsample into a fixed function of row positions (see privacy/split.py)
+    split_seed: Mapped[int] = mapped_column(Integer)
     requester: Mapped[str] = mapped_column(String(200))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     state: Mapped[str] = mapped_column(String(32))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,16 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
     release_key = ws.release_key()
     d = ws.run_dir(run_id)
     files: dict[str, bytes] = {name: (d / name).read_bytes() for name in statement["files"]}
+    # hash the very bytes that go into the bundle: a file swapped after load_statement's check
+    # must not be published under the stewards' signatures
+    if {n: hashlib.sha256(b).hexdigest() for n, b in files.items()} != statement["files"]:
+        raise IntegrityError(f"run {run_id}: a run file changed while the bundle was being written")
     files["privacy-statement.md"] = privacy_statement_md(statement).encode()
     files["datasheet.md"] = datasheet_md(statement).encode()
     predicate: dict[str, Any] = {
         "run_id": run_id,
         "source": statement["source"],
-        "source_fingerprint": statement["source_fingerprint"],
+        "source_commitment": statement["source_commitment"],
         "schema": statement["schema"],
         "generator": statement["generator"],
         "spend": statement["spend"],
@@ -73,6 +79,11 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
     path = write_bundle(out, files, predicate, release_key, tar=tar)
     with ws.transaction() as s:
         run = get_run(s, run_id)
+        if run.state not in ("approved", "released"):
+            # a rejection landed while the bundle was written: take the bundle back
+            shutil.rmtree(path, ignore_errors=True)
+            Path(f"{path}.tar.gz").unlink(missing_ok=True)
+            raise GateError(f"run {run_id} became {run.state} during release; the bundle was removed")
         run.state = "released"
         log_event(s, "run.released", run_id, out=str(out), tar=tar)
     return path

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audits.report import render_html
 from audits.suite import audit_document, run_audits
 from policies.loader import policy_digest
-from privacy.errors import GateError, InputError
+from privacy.errors import GateError, InputError, IntegrityError
 from privacy.ledger import Source
 from privacy.schema import Schema
 from privacy.split import train_holdout
@@ -28,8 +29,8 @@ from release.workspace import Workspace
 
 Progress = Callable[[str], None]
 
-#: states from which ``audit`` may (re)run
-AUDITABLE = {"synthesized", "audited", "gate_failed", "awaiting_approval"}
+#: states from which ``audit`` may (re)run; "auditing" only after a crashed audit
+AUDITABLE = {"synthesized", "auditing", "gate_failed", "awaiting_approval"}
 
 
 def spend_of(run: Run) -> dict[str, float]:
@@ -64,19 +65,45 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
         assert src is not None and ver is not None
         policy = source_policy(src)
         schema = Schema.from_dict(json.loads(ver.schema_json))
+        if target is not None and run.target is not None and target != run.target:
+            # the target is fixed once chosen, so that re-auditing cannot shop for a passing one
+            raise InputError(f"run {run_id} was requested with target {run.target!r}; it cannot change")
         target = target or run.target
         if target is not None and target not in schema.names:
             raise InputError(f"target column {target!r} is not in the schema")
-        data_path, fp, seed = ver.path, ver.fingerprint, run.seed
+        data_path, fp, split_seed = ver.path, ver.fingerprint, run.split_seed
         src_name = src.name
         card = json.loads(run.card_json or "{}")
         spend = spend_of(run)
         requester = run.requester
         rows_requested = run.rows_requested
+        previous_state = run.state
+        # while the audit runs no decision or release may happen: they would sign or publish files
+        # that the audit is about to replace
+        run.state = "auditing"
+        log_event(s, "run.auditing", run_id)
 
+    try:
+        return _audit_body(ws, run_id, data_path, fp, split_seed, schema, policy, target, src_name, card, spend,
+                           requester, rows_requested, progress)
+    except BaseException:
+        with ws.transaction() as s:
+            run = get_run(s, run_id)
+            if run.state == "auditing":
+                run.state = previous_state
+                log_event(s, "run.audit_failed", run_id)
+        raise
+
+
+def _audit_body(ws: Workspace, run_id: str, data_path: str, fp: str, split_seed: int, schema: Schema,
+                policy: Any, target: str | None, src_name: str, card: dict[str, Any], spend: dict[str, float],
+                requester: str, rows_requested: int | None, progress: Progress | None) -> AuditOutcome:
     df = load_verified(data_path, schema, fp)
-    train, holdout = train_holdout(df, policy.holdout_fraction, seed)
-    synthetic = load_synthetic(ws, run_id)
+    train, holdout = train_holdout(df, policy.holdout_fraction, split_seed)
+    try:
+        synthetic = load_synthetic(ws, run_id)
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        raise IntegrityError(f"run {run_id}: synthetic.parquet is missing or unreadable") from exc
     results = run_audits(train, holdout, synthetic, schema, policy, target=target, progress=progress)
     decision = evaluate(results)
     context = {
@@ -94,7 +121,8 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
         "synthgate_statement": 1,
         "run_id": run_id,
         "source": src_name,
-        "source_fingerprint": fp,
+        "source_commitment": ws.source_commitment(fp),
+        "domain_from_data": schema.drafted_from_data,
         "schema": schema.to_dict(),
         "generator": card,
         "spend": spend,
@@ -113,6 +141,9 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
     digest = statement_digest(statement)
     with ws.transaction() as s:
         run = get_run(s, run_id)
+        if run.state != "auditing" or s.scalars(select(Approval).where(Approval.run_id == run_id)).first():
+            raise GateError(f"run {run_id} changed while it was being audited ({run.state}); audit again")
+        run.target = target
         run.state = "awaiting_approval" if decision.passed else "gate_failed"
         run.gate_passed = decision.passed
         run.statement_digest = digest
@@ -123,15 +154,17 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
 
 def load_statement(ws: Workspace, run: Run) -> dict[str, Any]:
     """The stored statement, refused if it no longer matches the digest recorded at audit time."""
-    from privacy.errors import IntegrityError
-
     path = ws.run_dir(run.id) / "statement.json"
-    if run.statement_digest is None or not path.is_file():
+    if run.statement_digest is None:
         raise GateError(f"run {run.id} has not been audited")
-    st = json.loads(path.read_text())
-    if statement_digest(st) != run.statement_digest:
+    try:
+        st = json.loads(path.read_text())
+        digests = file_digests(ws.run_dir(run.id))
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"run {run.id}: a run file is missing or unreadable") from exc
+    if not isinstance(st, dict) or statement_digest(st) != run.statement_digest:
         raise IntegrityError(f"run {run.id}: statement.json changed since the audit")
-    if file_digests(ws.run_dir(run.id)) != st["files"]:
+    if digests != st.get("files"):
         raise IntegrityError(f"run {run.id}: a run file changed since the audit")
     return st
 
@@ -157,5 +190,8 @@ def review(ws: Workspace, run_id: str) -> dict[str, Any]:
         }
     audit_path = ws.run_dir(run_id) / "audit.json"
     if audit_path.is_file():
-        out["gate_checks"] = json.loads(audit_path.read_text())["gate"]["checks"]
+        try:
+            out["gate_checks"] = json.loads(audit_path.read_text())["gate"]["checks"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"run {run_id}: audit.json is unreadable") from exc
     return out

@@ -51,6 +51,13 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
     policy = ws.policy()
     with ws.transaction() as s:
         src = s.scalars(select(Source).where(Source.name == source)).first()
+        other = s.execute(
+            select(Source.name).join(DatasetVersion, DatasetVersion.source_id == Source.id)
+            .where(DatasetVersion.fingerprint == fp, Source.name != source)
+        ).first()
+        if other is not None:
+            # a copy under a new name would get a fresh budget for the same people
+            raise InputError(f"this file is already registered as source {other[0]!r}; register it there")
         new = src is None
         if src is None:
             src = Source(

@@ -39,8 +39,19 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
         f"- Unit of privacy: {unit}. Each record of the source was assigned to the training split by an "
         "independent coin (holdout probability from the policy); records in the holdout did not reach "
         "the generator.",
-        "- Every category list, numeric bound and bin edge came from the public schema below, not from the "
-        "data; values outside the schema were clipped or mapped to a declared category before training.",
+        *(
+            [
+                "- **WARNING: the schema was drafted from the sensitive data and accepted without review "
+                "(`--accept-drafted-schema`). Its category lists and numeric bounds were read from the data "
+                "without any privacy budget and are NOT covered by the guarantee above: a rare category or an "
+                "extreme value in the schema may identify a person.**"
+            ]
+            if st.get("domain_from_data")
+            else [
+                "- Every category list, numeric bound and bin edge came from the public schema below, not from "
+                "the data; values outside the schema were clipped or mapped to a declared category before training."
+            ]
+        ),
         f"- The number of synthetic rows is {'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}.",
         f"- Source budget: this release charged epsilon {spend['epsilon']:g} and delta {spend['delta']:g} "
         f"to source `{st['source']}` under policy `{st['policy']['name']}` (caps composed by basic composition).",
@@ -71,8 +82,9 @@ def datasheet_md(st: dict[str, Any]) -> str:
         f"# Datasheet: synthetic release of `{st['source']}` (run {st['run_id']})",
         "",
         "## Motivation and provenance",
-        f"Synthetic version of the registered source `{st['source']}` (file SHA-256 "
-        f"`{st['source_fingerprint']}`), produced by synthgate for sharing under policy "
+        f"Synthetic version of the registered source `{st['source']}` ("
+        f"commitment `{st['source_commitment']}`, an HMAC of its SHA-256 under the workspace's secret salt), "
+        "produced by synthgate for sharing under policy "
         f"`{st['policy']['name']}`. Requested by `{st['requester']}`; approved by the stewards listed "
         "in `manifest.json`.",
         "",

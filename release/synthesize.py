@@ -58,7 +58,11 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     seed = req.seed if req.seed is not None else secrets.randbelow(2**31)
     if not 0 <= seed < 2**63:
         raise InputError(f"seed ({seed}) must be a non-negative integer")
+    # everything that can be refused without reading the data is refused before the charge:
+    # generator options, the zCDP conversion, the data file's presence and fingerprint
+    generator = get_generator(req.generator, **req.options)
     run_id = _new_run_id()
+    split_seed = secrets.randbits(62)
 
     # 1. check and charge in one write-locked transaction, before anything reads the data
     with ws.transaction() as s:
@@ -71,6 +75,11 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
             )
         delta = policy.budget.per_release_delta if req.delta is None else req.delta
         spend = PrivacySpend(epsilon=req.epsilon, delta=delta)
+        if spend.delta <= 0:
+            raise InputError(
+                f"generator {req.generator!r} is zCDP and needs delta > 0 (the policy's per-release delta "
+                f"is {policy.budget.per_release_delta:g})"
+            )
         n_runs = s.scalar(select(func.count()).select_from(Run).where(Run.source_id == src.id)) or 0
         if n_runs >= policy.budget.max_runs_per_source:
             raise BudgetError(
@@ -79,6 +88,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
             )
         ver = latest_version(s, src)
         schema = Schema.from_dict(json.loads(ver.schema_json))
+        _precheck_file(ver.path, ver.fingerprint)
         target = req.target or policy.targets.get(src.name) or schema.target
         if target is not None and target not in schema.names:
             raise InputError(f"target column {target!r} is not in the schema")
@@ -87,7 +97,8 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
             Run(
                 id=run_id, source_id=src.id, version_id=ver.id, generator=req.generator,
                 options_json=json.dumps(req.options, sort_keys=True), epsilon=spend.epsilon, delta=spend.delta,
-                rows_requested=req.rows, seed=seed, requester=req.requester, target=target, state="created",
+                rows_requested=req.rows, seed=seed, split_seed=split_seed, requester=req.requester, target=target,
+                state="created",
             )
         )
         log_event(s, "budget.charge", run_id, source=src.name, epsilon=spend.epsilon, delta=spend.delta)
@@ -99,10 +110,9 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     # the data may already have been touched.
     try:
         df = load_verified(data_path, schema, fingerprint)
-        train, _holdout = train_holdout(df, policy.holdout_fraction, seed)
-        generator = get_generator(req.generator, **req.options)
+        train, _holdout = train_holdout(df, policy.holdout_fraction, split_seed)
         fitted = generator.fit(train, schema, spend, progress=progress)
-        n = req.rows if req.rows is not None else max(1, int(fitted.estimated_rows))
+        n = req.rows if req.rows is not None else min(MAX_ROWS, max(1, int(fitted.estimated_rows)))
         say(f"sampling {n} rows", None)
         synthetic = fitted.sample(n, seed)
         _store_outputs(ws, run_id, synthetic, fitted)
@@ -127,6 +137,24 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         run.card_json = json.dumps(fitted.card.to_dict(), sort_keys=True, default=str)
         log_event(s, "run.synthesized", run_id, rows=n)
     return run_id
+
+
+def _precheck_file(path: str, expected: str) -> None:
+    """Refuse, before anything is charged, a data file that is gone or changed since registration.
+
+    Only a yes/no about the file's bytes leaves this function, and it goes to the steward; the
+    charged read re-checks the fingerprint on the bytes it parses.
+    """
+    from pathlib import Path
+
+    from privacy.errors import IntegrityError
+    from privacy.table import fingerprint
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"the registered data file {p} is missing")
+    if fingerprint(p) != expected:
+        raise IntegrityError(f"{p} changed since it was registered (SHA-256 differs); register the new version")
 
 
 def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame, fitted: Any) -> None:

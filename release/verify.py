@@ -220,8 +220,14 @@ def _parse_subjects(statement: dict[str, Any]) -> dict[str, str]:
     return result
 
 
-def _verify_approvals(predicate: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    """Step 5: every approval verifies against its steward's recorded key; the threshold is met."""
+def _verify_approvals(
+    predicate: dict[str, Any], trusted_stewards: list[Ed25519PublicKey] | None = None
+) -> tuple[dict[str, str], ...]:
+    """Step 5: every approval verifies against its steward's recorded key; the threshold is met.
+
+    With ``trusted_stewards`` (keys the reader pins), only approvals by those keys count, so a
+    workspace owner who registered stewards of their own cannot make up the dual control.
+    """
     run_id = predicate.get("run_id")
     _require(isinstance(run_id, str) and bool(run_id), "predicate has no run_id")
     stewards = predicate.get("stewards")
@@ -271,19 +277,39 @@ def _verify_approvals(predicate: dict[str, Any]) -> tuple[dict[str, str], ...]:
             # Count keys, not names: one key listed under two steward names is one approver.
             approving_keys.add(record["keyid"])
 
-    policy = predicate.get("policy")
+    # the stewards signed the approval statement: the policy, gate and spend in the predicate must be
+    # the ones they saw
+    for key in ("policy", "gate", "spend", "generator", "schema"):
+        _require(predicate.get(key) == statement.get(key), f"predicate {key} differs from the approved statement")
+    policy = statement.get("policy")
+    if trusted_stewards is not None:
+        pinned = {key_id(k) for k in trusted_stewards}
+        approving_keys &= pinned
+    if isinstance(policy, dict) and policy.get("requester_may_approve") is False:
+        requester = statement.get("requester")
+        for record in verified:
+            _require(
+                not (record["decision"] == "approve" and record["steward"] == requester),
+                f"the requester {requester!r} approved their own run, which the policy forbids",
+            )
     required = policy.get("approvals_required") if isinstance(policy, dict) else None
     # An approval rule of zero would be trivially satisfied, so it is refused, not accepted.
     if not isinstance(required, int) or isinstance(required, bool) or required < 1:
         raise IntegrityError("policy.approvals_required must be an integer >= 1")
     _require(
         len(approving_keys) >= required,
-        f"{len(approving_keys)} distinct steward approval(s); the policy requires {required}",
+        f"{len(approving_keys)} distinct {'pinned ' if trusted_stewards is not None else ''}steward "
+        f"approval(s); the policy requires {required}",
     )
     return tuple(verified)
 
 
-def _verify_folder(root: Path, trusted: list[Ed25519PublicKey], steward_keys_check: bool) -> VerifiedBundle:
+def _verify_folder(
+    root: Path,
+    trusted: list[Ed25519PublicKey],
+    steward_keys_check: bool,
+    trusted_stewards: list[Ed25519PublicKey] | None = None,
+) -> VerifiedBundle:
     # (1) manifest.json is present, a regular file, and parses as JSON.
     manifest_path = root / MANIFEST_NAME
     _require(
@@ -337,7 +363,7 @@ def _verify_folder(root: Path, trusted: list[Ed25519PublicKey], steward_keys_che
 
     # (5) Stewards' approvals verify and meet the policy's threshold.
     if steward_keys_check:
-        approvals = _verify_approvals(predicate)
+        approvals = _verify_approvals(predicate, trusted_stewards)
     else:
         warnings.warn(
             "verify_bundle(steward_keys_check=False): the stewards' approval signatures are NOT checked",
@@ -382,7 +408,11 @@ def _verify_folder(root: Path, trusted: list[Ed25519PublicKey], steward_keys_che
 
 
 def verify_bundle(
-    path: Path, trusted: list[Ed25519PublicKey], steward_keys_check: bool = True
+    path: Path,
+    trusted: list[Ed25519PublicKey],
+    steward_keys_check: bool = True,
+    *,
+    trusted_stewards: list[Ed25519PublicKey] | None = None,
 ) -> VerifiedBundle:
     """Verify a bundle folder or ``.tar.gz`` against the reader's trusted release keys.
 
@@ -398,11 +428,11 @@ def verify_bundle(
         raise InputError(f"{path}: file not found")
     try:
         if path.is_dir():
-            return _verify_folder(path, trusted, steward_keys_check)
+            return _verify_folder(path, trusted, steward_keys_check, trusted_stewards)
         if not path.name.endswith((".tar.gz", ".tgz")):
             raise IntegrityError("not a bundle folder or a .tar.gz archive")
         with tempfile.TemporaryDirectory(prefix="synthgate-verify-") as tmp:
             root = _extract_tar(path, Path(tmp))
-            return _verify_folder(root, trusted, steward_keys_check)
+            return _verify_folder(root, trusted, steward_keys_check, trusted_stewards)
     except IntegrityError as exc:
         raise IntegrityError(f"{path}: {exc}") from exc

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from release.keys import generate_keypair, load_private_key
 DB_NAME = "synthgate.db"
 CONFIG_NAME = "workspace.yaml"
 RELEASE_KEY = "release"
+SALT_NAME = "commitment.salt"
 
 
 def default_workspace() -> Path:
@@ -64,6 +68,16 @@ class Workspace:
     def release_key(self):  # type: ignore[no-untyped-def]
         return load_private_key(self.release_key_path)
 
+    def source_commitment(self, fingerprint: str) -> str:
+        """HMAC-SHA256 of a data file's fingerprint under the workspace's secret salt.
+
+        Bundles carry this instead of the raw SHA-256: a raw hash of the sensitive file is a perfect
+        test for an adversary who knows every record but one (DP's adversary). The steward can
+        open the commitment by revealing the salt.
+        """
+        salt = (self.keys_dir / SALT_NAME).read_bytes()
+        return hmac.new(salt, fingerprint.encode(), hashlib.sha256).hexdigest()
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One write-locked transaction (BEGIN IMMEDIATE on SQLite); commits or rolls back."""
@@ -85,6 +99,8 @@ def init_workspace(root: Path, policy: str = "default") -> Workspace:
     os.chmod(keys, 0o700)
     if not (keys / f"{RELEASE_KEY}.key").exists():
         generate_keypair(keys, RELEASE_KEY)
+    if not (keys / SALT_NAME).exists():
+        write_atomic(keys / SALT_NAME, secrets.token_bytes(32), mode=0o600)
     write_atomic(root / "policy.yaml", text.encode())
     # the database is created under a temporary name and renamed last: its presence marks a
     # complete workspace

@@ -117,18 +117,22 @@ def release_cmd(ctx: click.Context, run_id: str, out_dir: str, tar: bool, as_jso
 @click.argument("bundle", type=click.Path())
 @click.option("--trust", multiple=True, required=True, type=click.Path(),
               help="Trusted release public key (.pub) or a folder of them; repeatable.")
+@click.option("--trust-steward", multiple=True, type=click.Path(),
+              help="Pin stewards' public keys (.pub or folder): only their approvals count; repeatable.")
 @json_option
-def verify_cmd(bundle: str, trust: tuple[str, ...], as_json: bool) -> None:
+def verify_cmd(bundle: str, trust: tuple[str, ...], trust_steward: tuple[str, ...], as_json: bool) -> None:
     """Verify a bundle offline: signature, every file hash, approvals, gate. Exit 5 if invalid.
 
     Example: synthgate verify bundle.tar.gz --trust release.pub
     """
     trusted = load_trusted([Path(t) for t in trust])
-    v = verify_bundle(Path(bundle), trusted)
+    pinned = load_trusted([Path(t) for t in trust_steward]) if trust_steward else None
+    v = verify_bundle(Path(bundle), trusted, trusted_stewards=pinned)
     pred = v.predicate
     out: dict[str, Any] = {"valid": True, "run_id": pred.get("run_id"), "source": pred.get("source"),
            "release_keyid": v.release_keyid, "files": v.files,
-           "approvals": [a["steward"] for a in v.approvals], "spend": pred.get("spend")}
+           "approvals": [a["steward"] for a in v.approvals if a["decision"] == "approve"],
+           "stewards_pinned": pinned is not None, "spend": pred.get("spend")}
     emit(out, as_json, lambda: click.echo(
         f"valid: run {out['run_id']} of {out['source']}, {len(v.files)} files, approved by "
         f"{', '.join(out['approvals'])}; epsilon {pred['spend']['epsilon']:g}, delta {pred['spend']['delta']:g}"))

@@ -132,7 +132,7 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 @click.option("--epsilon", type=float, required=True, help="Epsilon to spend (charged before the data is read).")
 @click.option("--delta", type=float, default=None, help="Delta (default: the policy's per-release cap).")
 @click.option("--rows", type=int, default=None, help="Rows to sample (default: the model's DP estimate of the train size).")
-@click.option("--seed", type=int, default=None, help="Seed of the split and of sampling (never of the DP noise).")
+@click.option("--seed", type=int, default=None, help="Seed of sampling only (never of the split or the DP noise).")
 @click.option("--requester", default=None, help="Who asks for this release (default: $SYNTHGATE_USER or the login name).")
 @click.option("--target", default=None, help="Column the utility audit predicts (default: the policy's or schema's).")
 @click.option("--max-rounds", type=int, default=None, help="AIM: stop after this many rounds, spending the rest in the last.")

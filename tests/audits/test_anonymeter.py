@@ -88,7 +88,8 @@ def test_details_record_queries_rates_and_sizes(copy_result):
     )
     # equal-size samples (protocol rule 1): min(anonymeter_rows, holdout, train, synthetic)
     assert copy_result.notes == (
-        "anonymeter used 400 rows each of train (ori), holdout (control) and synthetic data",
+        "anonymeter used equal-size samples of train (ori), holdout (control) and synthetic data, "
+        "at most 400 rows each",
     )
 
 

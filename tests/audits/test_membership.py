@@ -38,7 +38,8 @@ def test_independent_sample_passes(train, holdout, independent, schema, policy):
 def test_train_is_cut_to_holdout_size_and_worst_subset_is_gated(train, holdout, independent, schema, policy):
     result = run_membership(train, holdout, independent, schema, policy)
     dcr = _metric(result, "dcr_share")
-    assert dcr.details["train_rows_used"] == holdout.height == dcr.details["holdout_rows_used"]
+    # exact real row counts are not published in the audit document
+    assert "train_rows_used" not in dcr.details and "holdout_rows_used" not in dcr.details
     variants = dcr.details["variants"]
     assert len(variants) == 1 + policy.audit.dcr_subsets
     assert variants[0]["columns"] == schema.names

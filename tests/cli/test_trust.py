@@ -83,7 +83,7 @@ def test_approval_with_an_unregistered_key_is_refused(env: "Env", run_id: str) -
     res = env.run("approve", run_id, "--steward", "alice", "--key", out["private_key"])
     assert res.exit_code == 5 and "not signed by the key registered for steward 'alice'" in res.stderr
     res = env.run("approve", run_id, "--steward", "mallory", "--key", out["private_key"])
-    assert res.exit_code == 3 and "not registered" in res.stderr
+    assert res.exit_code == 2 and "not registered" in res.stderr
     assert env.json("review", run_id)["approvals"] == []
 
 
@@ -105,7 +105,14 @@ def test_approval_copied_from_another_run_is_refused(env2: "Env") -> None:
     db.commit()
     db.close()
     res = env2.run("approve", run_b, "--steward", "bob", "--key", str(env2.root / "keys" / "bob.key"))
-    assert res.exit_code == 0 and json.loads(env2.run("review", run_b, "--json").stdout)["state"] == "approved"
+    # the forged row signs run A's statement, so it does not count towards run B's two approvals
+    assert res.exit_code == 0 and json.loads(env2.run("review", run_b, "--json").stdout)["state"] == "awaiting_approval"
+    assert env2.run("release", run_b, "--out", str(env2.root / "forged")).exit_code == 3
+    # even with the state forced too, release re-checks every stored approval
+    db = sqlite3.connect(env2.ws / "synthgate.db")
+    db.execute("update runs set state = 'approved' where id = ?", (run_b,))
+    db.commit()
+    db.close()
     res = env2.run("release", run_b, "--out", str(env2.root / "forged"))
     assert res.exit_code == 5 and "another run" in res.stderr
     assert not (env2.root / "forged").exists()
@@ -120,3 +127,28 @@ def test_swapped_synthetic_data_is_caught(env2: "Env") -> None:
     shutil.copy(env2.ws / "runs" / run_b / "synthetic.parquet", bundle / "synthetic.parquet")
     res = _verify(env2, bundle)
     assert res.exit_code == 5 and "synthetic.parquet" in res.stderr
+
+
+def test_pinned_steward_keys(env: "Env", released: Path) -> None:
+    keys = env.root / "keys"
+    pub = str(env.ws / "keys" / "release.pub")
+    ok = env.run("verify", str(released), "--trust", pub, "--trust-steward", str(keys / "alice.pub"),
+                 "--trust-steward", str(keys / "bob.pub"), "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["stewards_pinned"] is True
+    # a reader who trusts only alice does not accept bob's approval as the second one
+    res = env.run("verify", str(released), "--trust", pub, "--trust-steward", str(keys / "alice.pub"))
+    assert res.exit_code == 5 and "1 distinct pinned steward approval" in res.stderr
+
+
+def test_a_copy_of_a_source_under_another_name_is_refused(env: "Env") -> None:
+    data = sqlite3.connect(env.ws / "synthgate.db").execute("select path from dataset_versions").fetchone()[0]
+    res = env.run("register", "adult-copy", data, "--schema", str(Path(__file__).parents[1] / "data" / "adult_schema.yaml"))
+    assert res.exit_code == 2 and "already registered as source 'adult'" in res.stderr
+
+
+def test_released_bundle_carries_a_commitment_not_the_raw_hash(env: "Env", released: Path) -> None:
+    fp = sqlite3.connect(env.ws / "synthgate.db").execute("select fingerprint from dataset_versions").fetchone()[0]
+    for f in released.iterdir():
+        assert fp not in f.read_text(errors="ignore"), f.name
+    manifest = (released / "manifest.json").read_text()
+    assert "source_commitment" not in manifest or fp not in manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -75,12 +76,26 @@ def make_predicate(
         "digest": sha256_hex(b"name: public-release\n"),
         "approvals_required": required,
     }
+    gate = {
+        "passed": True,
+        "checks": [
+            {"name": "membership_inference_auc", "value": 0.52, "threshold": 0.6, "goal": "minimize", "passed": True},
+            {"name": "tvd_1way", "value": 0.04, "threshold": 0.1, "goal": "minimize", "passed": True},
+        ],
+    }
+    schema = {"name": "adult", "digest": sha256_hex(b"adult_schema.yaml")}
+    generator = {"name": "mst", "package": "smartnoise-synth", "version": "1.0.8", "seed": 7}
+    spend = {"epsilon": 1.0, "delta": 1e-6, "rho": None, "accountant": "basic composition"}
+    # as in release.runs: what the stewards sign carries the policy, gate, spend, generator, schema
     approval_statement = {
         "run_id": run_id,
         "files": {name: sha256_hex(files[name]) for name in APPROVAL_BOUND_FILES},
-        "spend": {"epsilon": 1.0, "delta": 1e-6},
-        "policy": {"name": policy["name"], "digest": policy["digest"]},
-        "gate_passed": True,
+        "spend": spend,
+        "policy": policy,
+        "gate": gate,
+        "generator": generator,
+        "schema": schema,
+        "requester": "carol",
     }
     digest = sha256_hex(canonical_json(approval_statement))
     approvals = [
@@ -97,23 +112,11 @@ def make_predicate(
     return {
         "run_id": run_id,
         "source": {"fingerprint": sha256_hex(b"adult_2000.csv"), "rows": 2000, "columns": 15},
-        "schema": {"name": "adult", "digest": sha256_hex(b"adult_schema.yaml")},
-        "generator": {"name": "mst", "package": "smartnoise-synth", "version": "1.0.8", "seed": 7},
-        "spend": {"epsilon": 1.0, "delta": 1e-6, "rho": None, "accountant": "basic composition"},
-        "policy": policy,
-        "gate": {
-            "passed": True,
-            "checks": [
-                {
-                    "name": "membership_inference_auc",
-                    "value": 0.52,
-                    "threshold": 0.6,
-                    "goal": "minimize",
-                    "passed": True,
-                },
-                {"name": "tvd_1way", "value": 0.04, "threshold": 0.1, "goal": "minimize", "passed": True},
-            ],
-        },
+        "schema": copy.deepcopy(schema),
+        "generator": copy.deepcopy(generator),
+        "spend": copy.deepcopy(spend),
+        "policy": copy.deepcopy(policy),
+        "gate": copy.deepcopy(gate),
         "stewards": {
             name: {"public_key_pem": public_key_pem(key.public_key()), "keyid": key_id(key.public_key())}
             for name, key in stewards.items()
@@ -459,7 +462,28 @@ def test_failed_gate_fails(tmp_path: Path, edit: Callable[[dict[str, Any]], None
     predicate = make_predicate(files)
     edit(predicate["gate"])
     out = build(tmp_path, files=files, predicate=predicate)
-    with pytest.raises(IntegrityError, match=reason):
+    # with approvals checked, the edit is caught as a predicate that differs from what was signed
+    with pytest.raises(IntegrityError, match="predicate gate differs from the approved statement"):
+        verify_bundle(out, TRUSTED)
+    # step 7 on its own (approvals skipped) refuses the failed gate too
+    with pytest.warns(UserWarning, match="NOT checked"), pytest.raises(IntegrityError, match=reason):
+        verify_bundle(out, TRUSTED, steward_keys_check=False)
+
+
+def test_requester_approving_own_run_fails_when_policy_forbids(tmp_path: Path) -> None:
+    files = sample_files()
+    predicate = make_predicate(files)
+    predicate["policy"]["requester_may_approve"] = False
+    predicate["approval_statement"]["policy"]["requester_may_approve"] = False
+    predicate["approval_statement"]["requester"] = "alice"
+    digest = sha256_hex(canonical_json(predicate["approval_statement"]))
+    predicate["approval_statement_digest"] = digest
+    predicate["approvals"] = [
+        sign_decision(STEWARDS[n], run_id=RUN_ID, statement_digest=digest, decision="approve", steward=n, comment="")
+        for n in STEWARDS
+    ]
+    out = build(tmp_path, files=files, predicate=predicate)
+    with pytest.raises(IntegrityError, match="requester 'alice' approved their own run"):
         verify_bundle(out, TRUSTED)
 
 
