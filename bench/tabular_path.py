@@ -143,6 +143,10 @@ def main() -> None:
         for eps in [float(e) for e in a.epsilons.split(",")]:
             args = {"adult": a.adult, "generator": gen, "epsilon": eps, "aim_time_limit": a.aim_time_limit}
             ours = in_process(run_ours, args)
+            # printed at once, so that a long direct run that is stopped does not lose it
+            print(json.dumps({"generator": gen, "epsilon": eps, "ours_only": True, "fit_s": ours["fit_s"],
+                              "peak_mb": ours["peak_mb"], "card_parameters": ours["card"]["parameters"],
+                              **{k: v["value"] for k, v in ours["metrics"].items()}}, default=str), flush=True)
             if gen == "aim":
                 # the same number of rounds our time-limited run made, so the two spend rho alike
                 args["aim_rounds"] = int(ours["card"]["parameters"].get("rounds_run") or 0) or None
