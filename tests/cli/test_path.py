@@ -81,3 +81,19 @@ def test_audit_json_and_report_written(env: Env, run_id: str) -> None:
     assert doc["gate"]["passed"] is True
     html = (d / "report.html").read_text()
     assert "<script src" not in html and run_id in html
+
+
+def test_target_is_fixed_once_chosen(env: Env, run_id: str) -> None:
+    res = env.run("audit", run_id, "--target", "sex")
+    assert res.exit_code == 2 and "cannot change" in res.stderr
+
+
+def test_no_decision_while_a_run_is_being_audited(env: Env, run_id: str) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(env.ws / "synthgate.db")
+    db.execute("update runs set state = 'auditing' where id = ?", (run_id,))
+    db.commit()
+    db.close()
+    res = env.run("approve", run_id, "--steward", "alice", "--key", str(env.root / "keys" / "alice.key"))
+    assert res.exit_code == 3 and "auditing" in res.stderr
