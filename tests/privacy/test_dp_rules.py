@@ -24,7 +24,7 @@ from privacy.generators.tabular.discretize import Discretizer
 from privacy.generators.tabular.marginal import mechanism_randomness, prepare, zcdp_rho
 from privacy.schema import Schema
 from privacy.spend import PrivacySpend
-from privacy.table import conform, load_conformed, read_raw
+from privacy.table import conform, read_raw
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SPEND = PrivacySpend(epsilon=1.0, delta=1e-9)
@@ -33,13 +33,6 @@ SMALL = ["age", "workclass", "capital_gain", "income"]
 
 class _Stop(Exception):
     """Raised at the entry of the DP step, once its inputs are captured."""
-
-
-@pytest.fixture(scope="module")
-def adult() -> tuple[pl.DataFrame, Schema]:
-    schema = Schema.load(DATA / "adult_schema.yaml")
-    df, _ = load_conformed(DATA / "adult_2000.csv", schema)
-    return df, schema
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,10 @@ from privacy.generators.tabular.mst import MSTGenerator
 from privacy.generators.tabular.registry import GENERATORS, generator_names, get_generator
 from privacy.schema import Schema
 from privacy.spend import PrivacySpend
-from privacy.table import load_conformed
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SPEND = PrivacySpend(epsilon=1.0, delta=1e-9)
 AIM_COLUMNS = ["age", "education", "sex", "income"]
-
-
-@pytest.fixture(scope="module")
-def adult() -> tuple[pl.DataFrame, Schema]:
-    schema = Schema.load(DATA / "adult_schema.yaml")
-    df, _ = load_conformed(DATA / "adult_2000.csv", schema)
-    return df, schema
 
 
 @pytest.fixture(scope="module")
