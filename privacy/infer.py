@@ -10,9 +10,11 @@ explicitly accepts it.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from privacy.schema import Column, Schema
 from privacy.table import read_raw
@@ -58,12 +60,8 @@ def draft_yaml(schema: Schema) -> str:
     banner = "\n".join("# " + line for line in _wrap(DRAFT_WARNING))
     body = schema.to_dict()
     body = {"warning": DRAFT_WARNING, **body}
-    import yaml
-
     return banner + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
 
 
 def _wrap(text: str, width: int = 96) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width)

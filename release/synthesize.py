@@ -8,18 +8,19 @@ import pickle
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from sqlalchemy import func, select
 
-from privacy.errors import BudgetError, InputError, PolicyError, SynthgateError
+from privacy.errors import BudgetError, InputError, IntegrityError, PolicyError, SynthgateError
 from privacy.generators.tabular.registry import generator_names, get_generator
 from privacy.ledger import charge
 from privacy.schema import Schema
 from privacy.spend import PrivacySpend
 from privacy.split import train_holdout
-from privacy.table import load_verified
+from privacy.table import fingerprint, load_verified
 from release.atomic import write_atomic
 from release.db import Run, log_event
 from release.sources import caps_of, check_name, get_source, latest_version, source_policy
@@ -145,11 +146,6 @@ def _precheck_file(path: str, expected: str) -> None:
     Only a yes/no about the file's bytes leaves this function, and it goes to the steward; the
     charged read re-checks the fingerprint on the bytes it parses.
     """
-    from pathlib import Path
-
-    from privacy.errors import IntegrityError
-    from privacy.table import fingerprint
-
     p = Path(path)
     if not p.is_file():
         raise InputError(f"the registered data file {p} is missing")
