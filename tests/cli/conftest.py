@@ -50,6 +50,10 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Env:
     (root / "run_id").write_text(out["run_id"])
     res = env.run("audit", out["run_id"])
     (root / "audit_exit").write_text(str(res.exit_code))
+    # which checks failed, so that a red CI run says why (the split seed is secret and random)
+    doc = json.loads((env.ws / "runs" / out["run_id"] / "audit.json").read_text())
+    failed = [f"{c['name']}={c['gated_value']} (threshold {c['threshold']})" for c in doc["gate"]["checks"] if not c["passed"]]
+    (root / "audit_failed").write_text("; ".join(failed))
     _make_keys(env, "alice", "bob", "carol")
     return env
 

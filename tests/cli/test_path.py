@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # the fixture type lives in conftest.py
 
 
 def test_audit_passed_and_review_shows_every_check(env: Env, run_id: str) -> None:
-    assert (env.root / "audit_exit").read_text() == "0", "the audit of the shared run failed its gate"
+    failed = (env.root / "audit_failed").read_text()
+    assert (env.root / "audit_exit").read_text() == "0", f"the audit of the shared run failed its gate: {failed}"
     info = env.json("review", run_id)
     assert info["state"] == "awaiting_approval"
     assert info["spend"] == {"epsilon": 1.0, "delta": 1e-9}
