@@ -39,6 +39,7 @@ from anonymeter.evaluators import InferenceEvaluator, LinkabilityEvaluator, Sing
 from anonymeter.evaluators import singling_out_evaluator as _so_module
 from anonymeter.stats.confidence import EvaluationResults
 
+from audits.context import AuditContext
 from audits.membership import check_frames
 from audits.result import AuditResult, Metric
 from policies.model import Policy
@@ -66,17 +67,16 @@ def run_anonymeter(
     synthetic: pl.DataFrame,
     schema: Schema,
     policy: Policy,
-    *,
-    target: str | None = None,
+    ctx: AuditContext | None = None,
 ) -> AuditResult:
     """Singling-out, linkability and inference risks of ``synthetic``, with anonymeter's sanity check.
 
     Metrics: ``singling_out_univariate``, ``singling_out_multivariate`` and ``linkability`` (gated
     on the upper end of the 95% interval), ``inference`` (worst sensitive column, gated on the point
     estimate) and ``anonymeter_sanity`` (1.0 when every attack beat its random baseline).
-    ``target`` is unused; it is accepted so that every audit has the same signature.
+    ``ctx`` is unused; it is accepted so that every audit has the same signature.
     """
-    del target
+    del ctx
     check_frames(real_train, real_holdout, synthetic, schema)
     secrets = sensitive_columns(schema, policy)
     # One generator per step, all from policy.audit.seed, so that changing one attack's settings (or

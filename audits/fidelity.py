@@ -25,6 +25,7 @@ import pandas as pd
 import polars as pl
 from sdmetrics.reports import DiagnosticReport, QualityReport
 
+from audits.context import AuditContext
 from audits.membership import check_frames
 from audits.result import AuditResult, Metric
 from policies.model import Policy
@@ -41,16 +42,15 @@ def run_fidelity(
     synthetic: pl.DataFrame,
     schema: Schema,
     policy: Policy,
-    *,
-    target: str | None = None,
+    ctx: AuditContext | None = None,
 ) -> AuditResult:
     """SDMetrics quality and diagnostic scores of ``synthetic`` against ``real_train``.
 
     Metrics: ``quality_score`` (>= ``thresholds.quality_min``) and ``diagnostic_score``
-    (>= ``thresholds.diagnostic_min``). The holdout and ``target`` are unused; they are accepted so
-    that every audit has the same signature.
+    (>= ``thresholds.diagnostic_min``). The holdout and ``ctx`` are unused; they are accepted so that
+    every audit has the same signature.
     """
-    del target
+    del ctx
     check_frames(real_train, real_holdout, synthetic, schema)
     metadata = sdmetrics_metadata(schema)
     real = {_TABLE: real_train.select(schema.names).to_pandas()}

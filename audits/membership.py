@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from sklearn.neighbors import NearestNeighbors
 
+from audits.context import AuditContext
 from audits.result import AuditResult, Metric
 from policies.model import Policy
 from privacy.errors import InputError
@@ -44,16 +45,15 @@ def run_membership(
     synthetic: pl.DataFrame,
     schema: Schema,
     policy: Policy,
-    *,
-    target: str | None = None,
+    ctx: AuditContext | None = None,
 ) -> AuditResult:
     """Distance-to-closest-record share and exact-match margin of ``synthetic`` against train/holdout.
 
     The training split is subsampled (seeded) to the holdout's size, so that a synthetic row with
-    no memorised neighbour is equally likely to land nearer either side. ``target`` is unused; it
-    is accepted so that every audit has the same signature.
+    no memorised neighbour is equally likely to land nearer either side. ``ctx`` is unused; it is
+    accepted so that every audit has the same signature.
     """
-    del target
+    del ctx
     check_frames(real_train, real_holdout, synthetic, schema)
     rng = np.random.default_rng([policy.audit.seed, 101])
     train, holdout = equal_size_pair(real_train, real_holdout, rng)

@@ -79,6 +79,11 @@ def _decision(passed: bool, checks: list[dict[str, Any]]) -> str:
     else:
         names = ", ".join(str(c.get("name")) for c in failed)
         why = f"{len(failed)} of {len(checks)} gate checks failed: {names}."
+        dp = [str(c.get("name")) for c in failed if c.get("kind") == "dp_claim"]
+        if dp:
+            why = (f"DP FAILURE: the claimed epsilon is refuted by {', '.join(dp)}: no mechanism with the "
+                   f"claimed guarantee can produce these results (a bug in the generator or its accounting). "
+                   + why)
     flagged = [c for c in checks if c.get("flags")]
     extra = f" Checks with flags: {len(flagged)} (see below)." if flagged else ""
     return f'<p><span class="decision {cls}">Decision: {word}</span></p><p>{_e(why + extra)}</p>'
@@ -114,12 +119,17 @@ def _gate_table(checks: list[dict[str, Any]]) -> str:
             f'<td class="num">{_e(_interval(c.get("interval")))}</td>'
             f"<td>{_e(_gated_on(c))}</td>"
             f'<td class="num">{_e(_threshold(c.get("goal"), c.get("threshold")))}</td>'
-            f'<td class="{"pass" if ok else "fail"}">{"pass" if ok else "FAIL"}</td>'
+            f'<td class="{"pass" if ok else "fail"}">{"pass" if ok else _failure_word(c)}</td>'
             f"<td>{_flags(c.get('flags'))}</td>"
             f"<td>{_e(c.get('meaning', ''))}</td>"
             "</tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _failure_word(check: dict[str, Any]) -> str:
+    # a false DP claim is a different failure from a missed threshold, in words as well as colour
+    return "DP FAILURE" if check.get("kind") == "dp_claim" else "FAIL"
 
 
 def _audit_section(result: dict[str, Any]) -> str:

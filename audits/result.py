@@ -9,6 +9,9 @@ from typing import Any, Literal
 Goal = Literal["maximize", "minimize"]
 #: "gate": the check decides the release; "info": reported only.
 Role = Literal["gate", "info"]
+#: "threshold": held to a policy threshold; "dp_claim": a bound that no mechanism with the claimed
+#: (epsilon, delta) can break, so a failure means the DP claim itself is false (DESIGN rule 6)
+Kind = Literal["threshold", "dp_claim"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +30,7 @@ class Metric:
     interval: tuple[float, float] | None = None
     gated_on: Literal["value", "upper", "lower"] = "value"
     role: Role = "gate"
+    kind: Kind = "threshold"
     meaning: str = ""
     #: notes such as "underpowered: 4 queries evaluated"
     flags: tuple[str, ...] = ()
@@ -59,6 +63,7 @@ class Metric:
             "goal": self.goal,
             "threshold": self.threshold,
             "role": self.role,
+            "kind": self.kind,
             "passed": self.passed,
             "meaning": self.meaning,
             "flags": list(self.flags),

@@ -10,15 +10,20 @@ from typing import Any, Protocol
 import polars as pl
 
 from audits.anonymeter_risks import run_anonymeter
+from audits.context import AuditContext
+from audits.domias import run_domias
 from audits.fidelity import run_fidelity
 from audits.membership import run_membership
-from audits.result import AuditResult
+from audits.one_run import run_one_run
+from audits.result import AuditResult, Metric
+from audits.shadow_game import run_shadow_game
 from audits.utility import run_utility
 from policies.model import Policy
+from privacy.errors import InputError
 from privacy.schema import Schema
 
 #: Version of the audit document's layout; bump when a key changes meaning.
-DOCUMENT_VERSION = 1
+DOCUMENT_VERSION = 2
 
 
 class AuditFunction(Protocol):
@@ -31,14 +36,17 @@ class AuditFunction(Protocol):
         synthetic: pl.DataFrame,
         schema: Schema,
         policy: Policy,
-        *,
-        target: str | None = None,
+        ctx: AuditContext | None = None,
     ) -> AuditResult: ...
 
 
-#: The audits of the first version, in the order they run (cheap and decisive first).
+#: The audits in the order they run: cheap and decisive first, the shadow-model game (minutes of
+#: refitting in the thorough profile) after the one-run audit that can already refute a DP claim.
 AUDITS: tuple[tuple[str, AuditFunction], ...] = (
     ("membership", run_membership),
+    ("domias", run_domias),
+    ("one_run", run_one_run),
+    ("shadow_game", run_shadow_game),
     ("anonymeter", run_anonymeter),
     ("fidelity", run_fidelity),
     ("utility", run_utility),
@@ -51,23 +59,46 @@ def run_audits(
     synthetic: pl.DataFrame,
     schema: Schema,
     policy: Policy,
+    ctx: AuditContext | None = None,
     *,
-    target: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[AuditResult]:
     """Run every audit in ``AUDITS`` order; ``progress(name)`` is called before each starts.
 
-    Each result carries its wall-clock ``seconds``. Usage errors (``InputError``) propagate; a
-    library failure inside an audit becomes a NaN metric that fails the gate.
+    Each result carries its wall-clock ``seconds``; the first result checks that the membership
+    profile used is the one the policy requires. Usage errors (``InputError``) propagate; a library
+    failure inside an audit becomes a NaN metric that fails the gate.
     """
-    results = []
+    ctx = ctx or AuditContext()
+    if ctx.profile not in policy.audit.membership:
+        raise InputError(f"unknown membership profile {ctx.profile!r} (known: fast, thorough)")
+    results = [profile_check(policy, ctx)]
     for name, audit in AUDITS:
         if progress is not None:
             progress(name)
         started = time.perf_counter()
-        result = audit(real_train, real_holdout, synthetic, schema, policy, target=target)
+        result = audit(real_train, real_holdout, synthetic, schema, policy, ctx)
         results.append(dataclasses.replace(result, seconds=time.perf_counter() - started))
     return results
+
+
+_PROFILE_RANK = {"fast": 0, "thorough": 1}
+
+
+def profile_check(policy: Policy, ctx: AuditContext) -> AuditResult:
+    """Gate check that the membership attacks ran with at least the profile the policy requires."""
+    used, required = _PROFILE_RANK[ctx.profile], _PROFILE_RANK[policy.audit.membership_required]
+    metric = Metric(
+        name="membership_profile",
+        value=float(used),
+        goal="maximize",
+        threshold=float(required),
+        meaning=f"The membership attacks ran with the {ctx.profile} profile; the policy requires "
+                f"{policy.audit.membership_required} or stronger (0 = fast, 1 = thorough).",
+        details={"used": ctx.profile, "required": policy.audit.membership_required,
+                 "settings": policy.audit.membership[ctx.profile].model_dump()},  # type: ignore[index]
+    )
+    return AuditResult(audit="protocol", metrics=(metric,))
 
 
 def gate_checks(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
@@ -89,6 +120,7 @@ def gate_checks(results: Sequence[AuditResult]) -> list[dict[str, Any]]:
                     "threshold": d["threshold"],
                     "goal": d["goal"],
                     "passed": bool(metric.passed),
+                    "kind": metric.kind,
                     "flags": d["flags"],
                     "meaning": d["meaning"],
                 }

@@ -18,6 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from audits.context import AuditContext
 from audits.membership import check_frames
 from audits.result import AuditResult, Metric
 from policies.model import Policy
@@ -46,10 +47,9 @@ def run_utility(
     synthetic: pl.DataFrame,
     schema: Schema,
     policy: Policy,
-    *,
-    target: str | None = None,
+    ctx: AuditContext | None = None,
 ) -> AuditResult:
-    """TSTR/TRTR ROC-AUC ratio for predicting ``target`` (else ``schema.target``).
+    """TSTR/TRTR ROC-AUC ratio for predicting ``ctx.target`` (else ``schema.target``).
 
     The target must be a categorical column of the schema (``InputError`` otherwise). Without any
     target the metric ``utility_auc_ratio`` is reported with role "info", value NaN and the flag
@@ -57,7 +57,7 @@ def run_utility(
     of the target gets a constant predictor, whose AUC is 0.5.
     """
     check_frames(real_train, real_holdout, synthetic, schema)
-    name = resolve_target(schema, target)
+    name = resolve_target(schema, ctx.target if ctx is not None else None)
     if name is None:
         metric = Metric(
             name="utility_auc_ratio",

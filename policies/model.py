@@ -50,6 +50,52 @@ class Thresholds(_Strict):
     quality_min: float = Field(ge=0, le=1)
     diagnostic_min: float = Field(ge=0, le=1)
     utility_ratio_min: float = Field(ge=0)
+    #: density-ratio (DOMIAS) attack AUC, gated on the upper end of its bootstrap interval
+    domias_auc_max: float = Field(ge=0.5, le=1)
+    #: shadow-model privacy game: worst target's AUC, upper end of its interval
+    game_auc_max: float = Field(ge=0.5, le=1)
+    #: shadow-model privacy game: worst target's TPR at FPR 1%, upper end of its interval
+    game_tpr_at_1pct_max: float = Field(ge=0, le=1)
+    #: warn (not fail) when an empirical epsilon lower bound exceeds this fraction of the claim;
+    #: above the claim itself is always a DP failure
+    epsilon_lb_warn_fraction: float | None = Field(default=None, gt=0, le=1)
+
+
+class MembershipSettings(_Strict):
+    """How hard the membership attacks work (one profile of them)."""
+
+    #: members and non-members each that the density-ratio attack scores
+    domias_candidates: int = Field(ge=20)
+    #: bootstrap resamples for the AUC intervals
+    bootstrap: int = Field(ge=50)
+    #: one-run audit (Steinke et al. 2023): canaries, each in the one shadow fit with probability 1/2
+    one_run_canaries: int = Field(ge=0)
+    #: guesses per side (k+ = k-) the one-run attack makes; it abstains on the rest
+    one_run_guesses: int = Field(ge=0)
+    #: shadow-model game: targets in all, of which the most isolated (the rest are random)
+    game_targets: int = Field(ge=0)
+    game_isolated_targets: int = Field(ge=0)
+    #: shadow fits per side (with / without each target) that train the attack, and that score it
+    game_train_fits: int = Field(ge=0)
+    game_test_fits: int = Field(ge=0)
+    #: rows of holdout each shadow fit is trained on (the targets come on top)
+    game_reference_rows: int = Field(ge=20)
+    #: worker processes for shadow fits; 0 means one per core
+    workers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MembershipSettings":
+        if self.game_isolated_targets > self.game_targets:
+            raise ValueError("game_isolated_targets must not exceed game_targets")
+        if self.game_targets and (self.game_train_fits < 2 or self.game_test_fits < 1):
+            raise ValueError("a privacy game needs game_train_fits >= 2 and game_test_fits >= 1 per side")
+        if 2 * self.one_run_guesses > self.one_run_canaries:
+            raise ValueError("one_run_guesses per side must not exceed half of one_run_canaries")
+        return self
+
+
+#: The two membership profiles: "fast" for CI and iteration, "thorough" for releases.
+MembershipProfile = Literal["fast", "thorough"]
 
 
 class AuditSettings(_Strict):
@@ -65,6 +111,17 @@ class AuditSettings(_Strict):
     #: several column subsets for DCR (protocol rule 4)
     dcr_subsets: int = Field(ge=1)
     seed: int = 0
+    #: the membership attacks' settings per profile
+    membership: dict[MembershipProfile, MembershipSettings]
+    #: the profile a run must be audited with before it can pass the gate
+    membership_required: MembershipProfile
+
+    @model_validator(mode="after")
+    def _profiles(self) -> "AuditSettings":
+        missing = {"fast", "thorough"} - set(self.membership)
+        if missing:
+            raise ValueError(f"membership needs both profiles; missing: {', '.join(sorted(missing))}")
+        return self
 
 
 class Approvals(_Strict):

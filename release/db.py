@@ -43,6 +43,15 @@ class DatasetVersion(Base):
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ExternalSplit(Base):
+    """The secret split seed of one source version, for data synthesized outside synthgate
+    (``release.file_audit``); drawn from OS entropy like a run's, never shown."""
+
+    __tablename__ = "external_splits"
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    split_seed: Mapped[int] = mapped_column(Integer)
+
+
 class Run(Base):
     """One synthesis request and its life: created -> synthesized -> audited -> ... -> released."""
 

@@ -18,8 +18,15 @@ class GateDecision:
     def failed(self) -> list[dict[str, Any]]:
         return [c for c in self.checks if not c["passed"]]
 
+    @property
+    def dp_failures(self) -> list[dict[str, Any]]:
+        """Failed checks that no mechanism with the claimed (epsilon, delta) can fail: the claim is false."""
+        return [c for c in self.failed if c.get("kind") == "dp_claim"]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": self.checks}
+        return {"passed": self.passed, "checks": self.checks,
+                "dp_failure": bool(self.dp_failures),
+                "dp_failures": [c["name"] for c in self.dp_failures]}
 
 
 def evaluate(results: list[AuditResult]) -> GateDecision:

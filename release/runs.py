@@ -11,10 +11,12 @@ import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audits.context import AuditContext, Claim
 from audits.report import render_html
 from audits.suite import audit_document, run_audits
 from policies.loader import policy_digest
 from privacy.errors import GateError, InputError, IntegrityError
+from privacy.generators.tabular.registry import RegisteredRefitter
 from privacy.ledger import Source
 from privacy.schema import Schema
 from privacy.split import train_holdout
@@ -52,8 +54,14 @@ class AuditOutcome:
     document: dict[str, Any]
 
 
-def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Progress | None = None) -> AuditOutcome:
-    """Audit a synthesized run, write audit.json and report.html, evaluate the gate."""
+def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str | None = None,
+          progress: Progress | None = None) -> AuditOutcome:
+    """Audit a synthesized run, write audit.json and report.html, evaluate the gate.
+
+    ``profile`` picks the membership attacks' settings ("fast" or "thorough"); the default is the
+    one the policy requires. The attacks that retrain refit the run's generator with its options
+    and spend, and test its DP claim (epsilon, delta as charged).
+    """
     with ws.transaction() as s:
         run = get_run(s, run_id)
         if run.state not in AUDITABLE:
@@ -71,6 +79,11 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
         target = target or run.target
         if target is not None and target not in schema.names:
             raise InputError(f"target column {target!r} is not in the schema")
+        profile = profile or policy.audit.membership_required
+        if profile not in policy.audit.membership:
+            raise InputError(f"unknown membership profile {profile!r} (known: fast, thorough)")
+        refitter = RegisteredRefitter(name=run.generator, options=json.loads(run.options_json or "{}"),
+                                      epsilon=run.epsilon, delta=run.delta)
         data_path, fp, split_seed = ver.path, ver.fingerprint, run.split_seed
         src_name = src.name
         card = json.loads(run.card_json or "{}")
@@ -84,7 +97,9 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
         log_event(s, "run.auditing", run_id)
 
     try:
-        return _audit_body(ws, run_id, data_path, fp, split_seed, schema, policy, target, src_name, card, spend,
+        ctx = AuditContext(target=target, claim=Claim(epsilon=spend["epsilon"], delta=spend["delta"]),
+                           refitter=refitter, profile=profile, progress=progress)
+        return _audit_body(ws, run_id, data_path, fp, split_seed, schema, policy, ctx, src_name, card, spend,
                            requester, rows_requested, progress)
     except BaseException:
         with ws.transaction() as s:
@@ -96,20 +111,22 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, progress: Pr
 
 
 def _audit_body(ws: Workspace, run_id: str, data_path: str, fp: str, split_seed: int, schema: Schema,
-                policy: Any, target: str | None, src_name: str, card: dict[str, Any], spend: dict[str, float],
+                policy: Any, ctx: AuditContext, src_name: str, card: dict[str, Any], spend: dict[str, float],
                 requester: str, rows_requested: int | None, progress: Progress | None) -> AuditOutcome:
+    target = ctx.target
     df = load_verified(data_path, schema, fp)
     train, holdout = train_holdout(df, policy.holdout_fraction, split_seed)
     try:
         synthetic = load_synthetic(ws, run_id)
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise IntegrityError(f"run {run_id}: synthetic.parquet is missing or unreadable") from exc
-    results = run_audits(train, holdout, synthetic, schema, policy, target=target, progress=progress)
+    results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
     decision = evaluate(results)
     context = {
         "run_id": run_id, "source": src_name, "generator": card.get("name"), "epsilon": spend["epsilon"],
         "delta": spend["delta"], "policy": policy.name, "target": target,
         "unit_of_privacy": card.get("unit_of_privacy"), "accounting": card.get("accounting"),
+        "membership_profile": ctx.profile,
     }
     doc = audit_document(results, context)
     doc["gate"] = decision.to_dict()
@@ -189,9 +206,33 @@ def review(ws: Workspace, run_id: str) -> dict[str, Any]:
             "gate_checks": [],
         }
     audit_path = ws.run_dir(run_id) / "audit.json"
+    out["attacks"] = []
     if audit_path.is_file():
         try:
-            out["gate_checks"] = json.loads(audit_path.read_text())["gate"]["checks"]
+            doc = json.loads(audit_path.read_text())
+            out["gate_checks"] = doc["gate"]["checks"]
+            out["attacks"] = attack_figures(doc)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"run {run_id}: audit.json is unreadable") from exc
     return out
+
+
+#: the audits whose every figure (gated or not) review shows
+MEMBERSHIP_AUDITS = ("membership", "domias", "one_run", "shadow_game")
+
+
+def attack_figures(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every membership attack's figures from an audit document, reported ones included, and the
+    notes of attacks that did not run."""
+    rows: list[dict[str, Any]] = []
+    for result in doc.get("results", []):
+        if result.get("audit") not in MEMBERSHIP_AUDITS:
+            continue
+        for m in result.get("metrics", []):
+            rows.append({"audit": result["audit"], "name": m["name"], "value": m["value"], "interval": m["interval"],
+                         "role": m["role"], "kind": m.get("kind", "threshold"), "passed": m["passed"],
+                         "flags": m["flags"], "method": (m.get("details") or {}).get("method")})
+        for note in result.get("notes", []):
+            rows.append({"audit": result["audit"], "name": "note", "value": None, "interval": None, "role": "info",
+                         "kind": "threshold", "passed": None, "flags": [note], "method": None})
+    return rows

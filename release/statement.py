@@ -23,6 +23,20 @@ def statement_digest(statement: dict[str, Any]) -> str:
     return sha256_hex(canonical_json(statement))
 
 
+def _empirical_check(st: dict[str, Any]) -> list[str]:
+    """The DP-claim checks of the gate, in words: what the attacks could and could not refute."""
+    checks = [c for c in (st.get("gate") or {}).get("checks", []) if c.get("kind") == "dp_claim"]
+    if not checks:
+        return []
+    parts = ", ".join(f"{c['name']} = {c['value']:.3g} (must stay <= {c['threshold']:.3g}: "
+                      f"{'held' if c['passed'] else 'FAILED'})" for c in checks if c.get("value") is not None)
+    return [
+        f"- Empirical check of the claim: {parts}. An empirical epsilon lower bound is a correctness "
+        "check with limited resolution, not a risk certificate; `audit.json` gives the largest bound each "
+        "check's trial count could have shown.",
+    ]
+
+
 def privacy_statement_md(st: dict[str, Any]) -> str:
     card = st["generator"]
     spend = st["spend"]
@@ -55,6 +69,7 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
         f"- The number of synthetic rows is {'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}.",
         f"- Source budget: this release charged epsilon {spend['epsilon']:g} and delta {spend['delta']:g} "
         f"to source `{st['source']}` under policy `{st['policy']['name']}` (caps composed by basic composition).",
+        *_empirical_check(st),
         "",
         "## What is not covered",
         "- The audit figures in `audit.json` and `report.html` (attack success rates, distances, quality and "

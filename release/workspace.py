@@ -123,4 +123,8 @@ def open_workspace(root: Path) -> Workspace:
     db = root / DB_NAME
     if not db.is_file():
         raise InputError(f"no workspace at {root} (run 'synthgate init' or pass --workspace)")
-    return Workspace(root=root, engine=make_engine(db))
+    engine = make_engine(db)
+    # tables added by later versions (e.g. external_splits) appear in older workspaces; existing
+    # tables are left as they are
+    create_all(engine)
+    return Workspace(root=root, engine=engine)

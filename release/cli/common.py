@@ -10,7 +10,10 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.table import Table
 
+from privacy.errors import GateError
+from release.gate import GateDecision
 from release.workspace import Workspace, default_workspace, open_workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,3 +52,37 @@ def progress(message: str, fraction: float | None = None) -> None:
 
 def fail_line(message: str) -> None:
     sys.stderr.write(f"synthgate: error: {message}\n")
+
+
+def raise_if_failed(decision: GateDecision, what: str) -> None:
+    """One line for a failed gate; a false DP claim is named as such, apart from threshold misses."""
+    if decision.passed:
+        return
+    if decision.dp_failures:
+        raise GateError(f"DP failure for {what}: the claimed epsilon is refuted by "
+                        f"{', '.join(c['name'] for c in decision.dp_failures)}")
+    failed = ", ".join(c["name"] for c in decision.failed) or "no checks"
+    raise GateError(f"gate failed for {what}: {failed}")
+
+
+def print_checks(checks: list[dict[str, Any]]) -> None:
+    t = Table("check", "value", "gated on", "threshold", "result", "flags")
+    for c in checks:
+        v = c.get("gated_value")
+        fail = "[red]DP FAILURE[/red]" if c.get("kind") == "dp_claim" else "[red]FAIL[/red]"
+        t.add_row(str(c["name"]), "n/a" if v is None else f"{v:.4g}", str(c.get("gated_on", "value")),
+                  f"{'<=' if c.get('goal') == 'minimize' else '>='} {c.get('threshold'):.4g}",
+                  "[green]pass[/green]" if c["passed"] else fail, "; ".join(map(str, c.get("flags") or [])))
+    out_console.print(t)
+
+
+def print_attacks(rows: list[dict[str, Any]]) -> None:
+    """The membership attacks' figures, reported ones included (``release.runs.attack_figures``)."""
+    t = Table("attack", "figure", "value", "95% interval", "role", "notes")
+    for r in rows:
+        v, iv = r.get("value"), r.get("interval")
+        t.add_row(str(r["audit"]), str(r["name"]), "" if v is None else f"{v:.4g}",
+                  "" if not iv else f"[{iv[0]:.4g}, {iv[1]:.4g}]",
+                  "DP claim" if r.get("kind") == "dp_claim" else str(r.get("role")),
+                  "; ".join([*(r.get("flags") or []), *([r["method"]] if r.get("method") else [])]))
+    out_console.print(t)

@@ -62,9 +62,9 @@ def cli(workspace: str | None, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from release.cli import demo, trust, workflow
+    from release.cli import demo, files, trust, workflow
 
-    for mod in (workflow, trust, demo):
+    for mod in (workflow, files, trust, demo):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 

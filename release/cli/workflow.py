@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from privacy.errors import GateError, InputError
+from privacy.errors import InputError
 from privacy.infer import DRAFT_WARNING, draft_yaml, infer_schema
 from release.atomic import write_atomic
 from release.cli.common import (
@@ -19,7 +19,10 @@ from release.cli.common import (
     get_workspace,
     json_option,
     out_console,
+    print_attacks,
+    print_checks,
     progress,
+    raise_if_failed,
     workspace_path,
 )
 from release.runs import audit, review
@@ -164,37 +167,27 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
 @click.command("audit")
 @click.argument("run_id")
 @click.option("--target", default=None, help="Column the utility audit predicts.")
+@click.option("--profile", type=click.Choice(["fast", "thorough"]), default=None,
+              help="Membership attacks' settings (default: the profile the policy requires).")
 @json_option
 @click.pass_context
-def audit_cmd(ctx: click.Context, run_id: str, target: str | None, as_json: bool) -> None:
+def audit_cmd(ctx: click.Context, run_id: str, target: str | None, profile: str | None, as_json: bool) -> None:
     """Attack and measure a run; write audit.json and report.html; exit 3 if the gate fails.
 
-    Example: synthgate audit run-0123456789ab
+    Example: synthgate audit run-0123456789ab --profile thorough
     """
     ws = get_workspace(ctx)
-    outcome = audit(ws, run_id, target=target, progress=lambda name: progress(f"audit: {name}"))
+    outcome = audit(ws, run_id, target=target, profile=profile, progress=lambda name: progress(f"audit: {name}"))
     d = ws.run_dir(run_id)
     data = {"run_id": run_id, "gate_passed": outcome.decision.passed, "checks": outcome.decision.checks,
             "report": str(d / "report.html"), "audit": str(d / "audit.json")}
 
     def human() -> None:
-        _print_checks(outcome.decision.checks)
+        print_checks(outcome.decision.checks)
         click.echo(f"gate {'PASSED' if outcome.decision.passed else 'FAILED'}; report: {d / 'report.html'}")
 
     emit(data, as_json, human)
-    if not outcome.decision.passed:
-        failed = ", ".join(c["name"] for c in outcome.decision.failed) or "no checks"
-        raise GateError(f"gate failed for run {run_id}: {failed}")
-
-
-def _print_checks(checks: list[dict[str, Any]]) -> None:
-    t = Table("check", "value", "gated on", "threshold", "result", "flags")
-    for c in checks:
-        v = c.get("gated_value")
-        t.add_row(str(c["name"]), "n/a" if v is None else f"{v:.4g}", str(c.get("gated_on", "value")),
-                  f"{'<=' if c.get('goal') == 'minimize' else '>='} {c.get('threshold')}",
-                  "[green]pass[/green]" if c["passed"] else "[red]FAIL[/red]", "; ".join(map(str, c.get("flags") or [])))
-    out_console.print(t)
+    raise_if_failed(outcome.decision, f"run {run_id}")
 
 
 @click.command("review")
@@ -216,7 +209,9 @@ def review_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
         if info["error"]:
             click.echo(f"error: {info['error']}")
         if info["gate_checks"]:
-            _print_checks(info["gate_checks"])
+            print_checks(info["gate_checks"])
+        if info["attacks"]:
+            print_attacks(info["attacks"])
         click.echo(f"approvals: {sum(a['decision'] == 'approve' for a in info['approvals'])} of "
                    f"{info['approvals_required']} required")
         for a in info["approvals"]:

@@ -57,7 +57,7 @@ def test_gate_passes_iff_every_gate_metric_passes():
 
 def test_audit_document_is_json():
     doc = audit_document(_results(passing=False), CONTEXT)
-    assert doc["synthgate_audit"] == 1
+    assert doc["synthgate_audit"] == 2
     assert doc["context"] == CONTEXT
     assert doc["gate"]["passed"] is False
     assert doc["results"][0]["audit"] == "membership"
@@ -98,13 +98,20 @@ def test_run_audits_end_to_end(train, holdout, copy_of_train, schema, make_polic
     ).model_copy(update={"sensitive_columns": ["income", "sex"]})
     seen: list[str] = []
     results = run_audits(train, holdout, copy_of_train, schema, policy, progress=seen.append)
-    assert seen == [name for name, _ in AUDITS] == ["membership", "anonymeter", "fidelity", "utility"]
-    assert [r.audit for r in results] == seen
-    assert all(r.seconds > 0 for r in results)
+    assert seen == [name for name, _ in AUDITS] == [
+        "membership", "domias", "one_run", "shadow_game", "anonymeter", "fidelity", "utility"
+    ]
+    assert [r.audit for r in results] == ["protocol", *seen]
+    assert all(r.seconds > 0 for r in results[1:])
     names = [m.name for r in results for m in r.metrics]
+    # no claim and no generator to refit: the DP-claim checks and the retraining audits do not run
     assert names == [
+        "membership_profile",
         "dcr_share",
         "exact_match_train_minus_holdout",
+        "domias_auc",
+        "domias_tpr_at_fpr_1pct",
+        "domias_tpr_at_fpr_10pct",
         "singling_out_univariate",
         "singling_out_multivariate",
         "linkability",
@@ -117,7 +124,7 @@ def test_run_audits_end_to_end(train, holdout, copy_of_train, schema, make_polic
     doc = audit_document(results, CONTEXT)
     assert doc["gate"]["passed"] is False  # a copy of the training data must never pass
     failed = {c["name"] for c in doc["gate"]["checks"] if not c["passed"]}
-    assert {"dcr_share", "exact_match_train_minus_holdout", "linkability"} <= failed
+    assert {"dcr_share", "exact_match_train_minus_holdout", "linkability", "domias_auc"} <= failed
     json.dumps(doc, allow_nan=False)
     page = render_html(doc)
     assert "Decision: FAIL" in page and "<script" not in page

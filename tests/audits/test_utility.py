@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from audits.context import AuditContext
 from audits.utility import macro_auc, resolve_target, run_utility
 from privacy.errors import InputError
 from privacy.schema import Schema
@@ -52,7 +53,7 @@ def test_single_class_synthetic_gives_auc_one_half(train, holdout, schema, polic
 def test_target_argument_overrides_schema_and_multiclass_uses_macro_auc(
     train, holdout, copy_of_train, schema, policy
 ):
-    m = _ratio(run_utility(train, holdout, copy_of_train, schema, policy, target="relationship"))
+    m = _ratio(run_utility(train, holdout, copy_of_train, schema, policy, AuditContext(target="relationship")))
     assert m.details["target"] == "relationship"
     assert m.details["auc"] == "macro one-vs-rest ROC AUC"
     assert 0.5 < m.details["auc_trtr"] <= 1.0

@@ -1,0 +1,172 @@
+"""Audit of an outside file: vet a synthetic table that synthgate did not produce.
+
+A steward receives synthetic data made elsewhere (a vendor, a third party's release) from a source
+registered here. Every audit that needs no retraining runs on it against a train/holdout split of
+the source, and the gate is evaluated; nothing is charged (audits are the steward's side) and
+nothing can be released from it: a file audit is evidence for a decision taken outside synthgate.
+
+The split must be the one the outside party trained on, or the membership audits measure nothing:
+
+- ``split_of=RUN`` uses a synthgate run's split;
+- otherwise the source version's *external split*: drawn once from OS entropy, kept in the
+  workspace, and handed to the outside party with :func:`export_train`.
+
+A claimed guarantee (``--generator-spec "name=...,epsilon=...,delta=..."``) turns on the DP-claim
+checks that need no retraining (an attack AUC above what the claimed epsilon allows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from audits.context import AuditContext, Claim
+from audits.report import render_html
+from audits.suite import audit_document, run_audits
+from policies.model import Policy
+from privacy.errors import InputError
+from privacy.ledger import Source
+from privacy.schema import Schema
+from privacy.split import train_holdout
+from privacy.table import conform, load_verified, read_raw
+from release.atomic import write_atomic
+from release.db import DatasetVersion, ExternalSplit, Run, log_event
+from release.gate import GateDecision, evaluate
+from release.sources import get_source, latest_version, source_policy
+from release.workspace import Workspace
+
+Progress = Callable[[str], None] | None
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What the outside party says it ran: a name and the (epsilon, delta) it claims."""
+
+    name: str
+    claim: Claim | None
+
+    @staticmethod
+    def parse(text: str | None) -> "GeneratorSpec":
+        """Parse ``name=...,epsilon=...,delta=...`` (every key optional; delta defaults to 0)."""
+        if text is None:
+            return GeneratorSpec(name="unknown", claim=None)
+        fields: dict[str, str] = {}
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in {"name", "epsilon", "delta"} or key in fields:
+                raise InputError(f"--generator-spec: expected name=...,epsilon=...,delta=..., got {part.strip()!r}")
+            fields[key] = value.strip()
+        claim = None
+        if "epsilon" in fields:
+            try:
+                eps, delta = float(fields["epsilon"]), float(fields.get("delta", "0"))
+            except ValueError:
+                raise InputError("--generator-spec: epsilon and delta must be numbers") from None
+            if not (math.isfinite(eps) and eps > 0) or not (math.isfinite(delta) and 0 <= delta < 1):
+                raise InputError("--generator-spec: epsilon must be > 0 and delta in [0, 1)")
+            claim = Claim(epsilon=eps, delta=delta)
+        elif "delta" in fields:
+            raise InputError("--generator-spec: a delta without an epsilon claims nothing")
+        return GeneratorSpec(name=fields.get("name", "unknown") or "unknown", claim=claim)
+
+
+@dataclass(frozen=True)
+class FileAuditOutcome:
+    audit_id: str
+    directory: Path
+    decision: GateDecision
+    document: dict[str, Any]
+
+
+def _external_seed(s: Session, ver: DatasetVersion, create: bool) -> int:
+    row = s.get(ExternalSplit, ver.id)
+    if row is None:
+        if not create:
+            raise InputError("this source version has no external split yet (run 'synthgate export-train' first)")
+        row = ExternalSplit(version_id=ver.id, split_seed=secrets.randbits(62))
+        s.add(row)
+        log_event(s, "split.external_created", version=ver.id)
+    return row.split_seed
+
+
+def _split_for(ws: Workspace, source: str, split_of: str | None, *, create: bool) -> tuple[Source, DatasetVersion, Policy, Schema, int, str]:
+    with ws.transaction() as s:
+        src = get_source(s, source)
+        policy = source_policy(src)
+        if split_of is not None:
+            run = s.get(Run, split_of)
+            if run is None or run.source_id != src.id:
+                raise InputError(f"run {split_of!r} is not a run of source {source!r}")
+            ver = s.get(DatasetVersion, run.version_id)
+            assert ver is not None
+            seed, label = run.split_seed, f"split of run {split_of}"
+        else:
+            ver = latest_version(s, src)
+            seed, label = _external_seed(s, ver, create), "external split of the source's latest version"
+        schema = Schema.from_dict(json.loads(ver.schema_json))
+        s.expunge(ver)
+        s.expunge(src)
+    return src, ver, policy, schema, seed, label
+
+
+def export_train(ws: Workspace, source: str, out: Path) -> dict[str, Any]:
+    """Write the training part of the source's external split (CSV) for an outside party.
+
+    This hands real records out of synthgate's control: it is the steward's decision, logged.
+    """
+    _src, ver, policy, schema, seed, _ = _split_for(ws, source, None, create=True)
+    df = load_verified(ver.path, schema, ver.fingerprint)
+    train, _ = train_holdout(df, policy.holdout_fraction, seed)
+    write_atomic(out, train.write_csv().encode())
+    with ws.transaction() as s:
+        log_event(s, "split.exported", source=source, rows=train.height, path=str(out))
+    return {"source": source, "path": str(out), "rows": train.height, "holdout_fraction": policy.holdout_fraction}
+
+
+def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: GeneratorSpec, split_of: str | None = None,
+               target: str | None = None, profile: str | None = None, progress: Progress = None) -> FileAuditOutcome:
+    """Run every audit that needs no retraining on ``synthetic_path``; write audit.json and report.html."""
+    if not synthetic_path.is_file():
+        raise InputError(f"{synthetic_path}: no such file")
+    src, ver, policy, schema, seed, split_label = _split_for(ws, source, split_of, create=split_of is None)
+    profile = profile or policy.audit.membership_required
+    target = target or policy.targets.get(src.name) or schema.target
+    if target is not None and target not in schema.names:
+        raise InputError(f"target column {target!r} is not in the schema")
+    synthetic, report = conform(read_raw(synthetic_path), schema, path_hint=str(synthetic_path))
+    if synthetic.height == 0:
+        raise InputError(f"{synthetic_path} has no rows")
+    df = load_verified(ver.path, schema, ver.fingerprint)
+    train, holdout = train_holdout(df, policy.holdout_fraction, seed)
+    ctx = AuditContext(target=target, claim=spec.claim, refitter=None, profile=profile, progress=progress)
+    results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
+    decision = evaluate(results)
+    audit_id = "file-" + secrets.token_hex(6)
+    context = {
+        "audit_id": audit_id, "source": src.name, "file": synthetic_path.name, "generator": spec.name,
+        "epsilon": spec.claim.epsilon if spec.claim else None, "delta": spec.claim.delta if spec.claim else None,
+        "claimed_by": "the outside party (not verified by synthgate)" if spec.claim else None,
+        "policy": policy.name, "target": target, "split": split_label, "membership_profile": profile,
+        "conformed": {"rows": report.rows, "clipped": report.clipped, "mapped_to_other": report.mapped_to_other},
+        "not_run": "audits that refit the generator (one-run audit, shadow-model game): no generator to refit",
+    }
+    doc = audit_document(results, context)
+    doc["gate"] = decision.to_dict()
+    d = ws.root / "file-audits" / audit_id
+    d.mkdir(parents=True, exist_ok=False)
+    write_atomic(d / "audit.json", json.dumps(doc, indent=2, sort_keys=True).encode())
+    write_atomic(d / "report.html", render_html(doc).encode())
+    with ws.transaction() as s:
+        log_event(s, "file.audited", source=src.name, audit_id=audit_id, file=synthetic_path.name,
+                  gate_passed=decision.passed, failed=[c["name"] for c in decision.failed])
+    return FileAuditOutcome(audit_id=audit_id, directory=d, decision=decision, document=doc)
