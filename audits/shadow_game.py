@@ -5,8 +5,9 @@ Security 2022) and Houssiau et al., "TAPAS" (2022). Targets are holdout records:
 by a public-schema distance (the records a generator is most likely to leak) plus random ones.
 The audited generator is refitted, with the run's exact options and spend, on 2 x (train + test)
 reference datasets drawn from the rest of the holdout; every target is added to exactly half of
-the training fits and half of the test fits, independently of the other targets (fits are shared
-across targets: each fit is a trial for every target, which is what makes the game affordable).
+the training fits, and to each test fit by an independent fair coin, independently of the other
+targets (fits are shared across targets: each fit is a trial for every target, which is what
+makes the game affordable).
 Each synthetic set becomes features relative to each target (``audits.shadow``); per target, a
 logistic regression trained on the training fits scores the test fits.
 
@@ -87,7 +88,11 @@ def run_shadow_game(
     ref_rows = min(settings.game_reference_rows, pool.height)
 
     k_train, k_test = settings.game_train_fits, settings.game_test_fits
-    inclusion = np.vstack([balanced_inclusion(k_train, n_targets, rng), balanced_inclusion(k_test, n_targets, rng)])
+    # training fits: each target in exactly half (a balanced set to train on); test fits: independent
+    # fair coins, which the one-run bound's theorem needs (a balanced design would let the other
+    # fits' memberships predict this one's)
+    test_coins = (rng.random((2 * k_test, n_targets)) < 0.5).astype(np.int8)
+    inclusion = np.vstack([balanced_inclusion(k_train, n_targets, rng), test_coins])
     fits = []
     for row in inclusion:
         reference = pool.sample(ref_rows, seed=int(rng.integers(0, 2**31 - 1)))
@@ -120,7 +125,13 @@ def _target_result(t: int, isolated: bool, oof: np.ndarray, y_tr: np.ndarray, s:
                    ctx: AuditContext, n_targets: int, n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
     delta = ctx.claim.delta if ctx.claim is not None else 0.0
     members, non = s[y_te == 1], s[y_te == 0]
-    auc, (lo, hi) = auc_with_interval(members, non, n_boot=n_boot, seed=int(rng.integers(0, 2**31 - 1)))
+    boot_seed = int(rng.integers(0, 2**31 - 1))
+    if len(members) == 0 or len(non) == 0:
+        # the coins put this target in all test fits or in none: no AUC, no bound from it
+        return {"target": t + 1, "kind": "isolated" if isolated else "random", "auc": math.nan,
+                "auc_interval": [math.nan, math.nan], "epsilon_lb": 0.0, "tp": 0, "fp": 0,
+                "members": len(members), "non_members": len(non), "max_resolvable_epsilon": 0.0}
+    auc, (lo, hi) = auc_with_interval(members, non, n_boot=n_boot, seed=boot_seed)
     # the threshold is chosen on the training fits (out of fold), then counted once on the test fits;
     # Bonferroni over the targets because the worst target is the one reported
     thr = _best_threshold(oof[y_tr == 1], oof[y_tr == 0], delta)
@@ -154,7 +165,8 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
     members, non = scores[labels == 1], scores[labels == 0]
     auc, interval = _pooled_auc(scores, labels, n_boot, rng)
     tpr, tpr_ci, n_neg = tpr_at_fpr(members, non, 0.01)
-    worst = max(per_target, key=lambda r: r["auc"])
+    scored = [r for r in per_target if not math.isnan(r["auc"])]
+    worst = max(scored, key=lambda r: r["auc"]) if scored else per_target[0]
 
     # pooled one-run bound: the most and least confident guesses over every (test fit, target) trial
     flat_s, flat_y = scores.ravel(), labels.ravel().astype(bool)
@@ -241,5 +253,8 @@ def _auc(s: np.ndarray, y: np.ndarray) -> float:
 
 
 def _round(r: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 6) if isinstance(v, float) else [round(x, 6) for x in v] if isinstance(v, list) else v)
-            for k, v in r.items()}
+    def num(x: Any) -> Any:
+        # NaN (a target the coins left without members or non-members) becomes null in JSON
+        return None if isinstance(x, float) and math.isnan(x) else round(x, 6) if isinstance(x, float) else x
+
+    return {k: [num(x) for x in v] if isinstance(v, list) else num(v) for k, v in r.items()}

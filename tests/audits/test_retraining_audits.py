@@ -6,6 +6,8 @@ for any small claimed epsilon; a generator that ignores its data must not be.
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 from refitters import IgnoringRefitter
@@ -91,6 +93,8 @@ def test_game_runs_shadow_fits_in_worker_processes(train, holdout, independent, 
     r2 = run_shadow_game(train, holdout, independent, schema, game_policy(settings.model_copy(update={"workers": 1})), ctx)
     # same seed, same fits, same figures, whether in parallel or not
     assert [m.to_dict() for m in r1.metrics] == [m.to_dict() for m in r2.metrics]
+    # 4 test fits with fair coins leave some target without members or non-members: still strict JSON
+    json.dumps(r1.to_dict(), allow_nan=False)
 
 
 def test_game_not_run_without_targets_or_refitter(train, holdout, independent, schema, game_policy):
