@@ -7,7 +7,12 @@ they exist so that the audits can be shown to catch what they must catch.
 - ``NoisyCopyRefitter``: training rows with small noise on numeric columns (memorisation that
   defeats exact-match checks);
 - ``GaussianCopulaRefitter``: the sdv family's Gaussian copula (the ``copulas`` library) with
-  kernel-density marginals, fitted without DP: an ordinary generator that overfits.
+  kernel-density marginals, fitted without DP. It overfits less than one might think: its
+  marginal smoothing and single correlation matrix leave little of any one record (measured in
+  bench/membership.py), and its sampler is slow beyond a few thousand rows;
+- ``CARTRefitter``: sequential CART synthesis as synthpop does it by default (Nowok et al. 2016):
+  each column drawn from the training values in the leaf of a tree fitted on the columns before
+  it (minimum leaf size 5), without DP: the widely used non-private method, and one that overfits.
 """
 
 from __future__ import annotations
@@ -91,3 +96,52 @@ class GaussianCopulaRefitter:
                 codes = np.clip(np.round(x), 0, len(c.categories) - 1).astype(int)
                 cols.append(pl.Series(c.name, [c.categories[i] for i in codes]).cast(data.schema[c.name]))
         return pl.DataFrame(cols)
+
+
+@dataclass(frozen=True)
+class CARTRefitter:
+    """Sequential CART synthesis (synthpop's default method), no DP.
+
+    Column 1 is a bootstrap of its training values; column j is drawn, for each synthetic row, from
+    the training rows in the same leaf of a tree (classification for categorical columns,
+    regression for numeric ones, ``min_samples_leaf`` rows at least) fitted on columns 1..j-1.
+    """
+
+    name: str = "cart (no DP)"
+    min_samples_leaf: int = 5
+
+    def fit_sample(self, data: pl.DataFrame, schema: Schema, n: int, seed: int) -> pl.DataFrame:
+        """Fit the trees on ``data`` and draw ``n`` rows."""
+        from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+        rng = np.random.default_rng(seed)
+        cols = list(schema.columns)
+        encoded = []
+        for c in cols:
+            s = data.get_column(c.name)
+            if c.is_numeric:
+                encoded.append(s.cast(pl.Float64).to_numpy())
+            else:
+                index = {v: i for i, v in enumerate(c.categories)}
+                encoded.append(np.array([index[v] for v in s.cast(pl.Utf8).to_list()], dtype=np.float64))
+        train = np.column_stack(encoded)
+        syn = np.empty((n, len(cols)))
+        syn[:, 0] = train[rng.integers(0, len(train), n), 0]
+        for j in range(1, len(cols)):
+            model = DecisionTreeRegressor if cols[j].is_numeric else DecisionTreeClassifier
+            tree = model(min_samples_leaf=self.min_samples_leaf, random_state=seed).fit(train[:, :j], train[:, j])
+            leaf_train, leaf_syn = tree.apply(train[:, :j]), tree.apply(syn[:, :j])
+            order = np.argsort(leaf_train, kind="stable")
+            leaves, starts, counts = np.unique(leaf_train[order], return_index=True, return_counts=True)
+            pos = np.searchsorted(leaves, leaf_syn)
+            # a synthetic row always lands in a leaf that holds training rows: the tree is the same
+            donor = order[starts[pos] + (rng.random(n) * counts[pos]).astype(int)]
+            syn[:, j] = train[donor, j]
+        out = []
+        for k, c in enumerate(cols):
+            x = syn[:, k]
+            if c.is_numeric:
+                out.append(pl.Series(c.name, x).cast(data.schema[c.name]))
+            else:
+                out.append(pl.Series(c.name, [c.categories[int(i)] for i in x]).cast(data.schema[c.name]))
+        return pl.DataFrame(out)

@@ -429,6 +429,15 @@ def run_domias(
         "confidence": _CONFIDENCE,
     }
     threshold = float(getattr(policy.thresholds, "domias_auc_max", DEFAULT_AUC_MAX))
+    # Under no leakage the AUC's 95% half-width is about 1.96 * sqrt((2n + 1) / (12 n^2)) (Mann-Whitney).
+    # When it is half the distance from 0.5 to the threshold or more, a generator that leaks nothing
+    # fails whenever chance lifts its AUC by one standard error: say so, and keep gating (the policy
+    # chose the upper end; a small holdout cannot show that the release is safe)
+    null_half_width = 1.96 * math.sqrt((2 * n + 1) / (12 * n * n))
+    auc_flags: tuple[str, ...] = ()
+    if null_half_width >= (threshold - 0.5) / 2:
+        auc_flags = (f"underpowered: {n} candidates per side; even a non-leaking generator's interval reaches "
+                     f"about {0.5 + null_half_width:.2f}",)
     metrics = [
         Metric(
             name="domias_auc",
@@ -437,6 +446,7 @@ def run_domias(
             threshold=threshold,
             interval=(lo, hi),
             gated_on="upper",
+            flags=auc_flags,
             meaning=(
                 "How well a density-ratio attack tells training rows from unseen real rows, as ROC AUC "
                 "(0.5 is ideal: no better than a coin flip)."

@@ -104,6 +104,10 @@ def test_small_candidate_sets_are_flagged_underpowered(train, holdout, copy_of_t
     assert _metric(result, "domias_auc").details["candidates_per_side"] == 50
     assert _metric(result, "domias_tpr_at_fpr_1pct").flags == ("underpowered: fewer than 100 non-members",)
     assert _metric(result, "domias_tpr_at_fpr_10pct").flags == ()
+    # 50 per side: a non-leaking generator's interval alone reaches about 0.61 > the 0.60 gate
+    assert _metric(result, "domias_auc").flags[0].startswith("underpowered: 50 candidates per side")
+    # 300 per side (the default profile's 1,000 capped by this holdout) is enough to pass honestly
+    assert _metric(run_domias(train, holdout, copy_of_train, schema, policy), "domias_auc").flags == ()
 
 
 def test_deterministic_for_a_fixed_seed(train, holdout, schema, policy, copy_result, copy_of_train):  # type: ignore[no-untyped-def]
