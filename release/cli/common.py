@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from privacy.errors import GateError
 from release.gate import GateDecision
@@ -78,7 +78,8 @@ def print_checks(checks: list[dict[str, Any]]) -> None:
 
 def print_attacks(rows: list[dict[str, Any]]) -> None:
     """The membership attacks' figures, reported ones included (``release.runs.attack_figures``)."""
-    t = Table("attack", "figure", "value", "95% interval", "role", "notes")
+    # figure names stay whole so that they can be searched for in a narrow terminal or a log
+    t = Table("attack", Column("figure", no_wrap=True), "value", "95% interval", "role", "notes")
     for r in rows:
         v, iv = r.get("value"), r.get("interval")
         t.add_row(str(r["audit"]), str(r["name"]), "" if v is None else f"{v:.4g}",

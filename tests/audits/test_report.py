@@ -138,3 +138,23 @@ def test_run_audits_with_the_default_policy(train, holdout, independent, schema)
     doc = audit_document(results, CONTEXT)
     checks = {c["name"]: c for c in doc["gate"]["checks"]}
     assert checks["dcr_share"]["passed"] and checks["exact_match_train_minus_holdout"]["passed"]
+
+
+def test_a_refuted_dp_claim_is_a_dp_failure_not_a_threshold_miss():
+    from release.gate import evaluate
+
+    lb = Metric(name="one_run_epsilon_lb", value=2.9, goal="minimize", threshold=1.0, kind="dp_claim",
+                details={"max_resolvable_epsilon": 4.19})
+    results = [*_results(passing=False), AuditResult(audit="one_run", metrics=(lb,))]
+    decision = evaluate(results)
+    assert not decision.passed
+    assert [c["name"] for c in decision.dp_failures] == ["one_run_epsilon_lb"]
+    assert decision.to_dict()["dp_failure"] is True and decision.to_dict()["dp_failures"] == ["one_run_epsilon_lb"]
+    # a threshold miss alone is not a DP failure
+    assert evaluate(_results(passing=False)).to_dict()["dp_failure"] is False
+    doc = audit_document(results, CONTEXT)
+    doc["gate"] = decision.to_dict()
+    page = render_html(doc)
+    assert "DP FAILURE: the claimed epsilon is refuted by one_run_epsilon_lb" in page
+    # the table says it in words, not only in colour
+    assert ">DP FAILURE</td>" in page and ">FAIL</td>" in page

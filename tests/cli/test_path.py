@@ -20,8 +20,16 @@ def test_audit_passed_and_review_shows_every_check(env: Env, run_id: str) -> Non
     names = {c["name"] for c in info["gate_checks"]}
     assert {"dcr_share", "quality_score", "diagnostic_score", "utility_auc_ratio", "linkability"} <= names
     assert all(c["passed"] for c in info["gate_checks"])
+    # the membership attacks and the DP-claim checks of the run's own generator (fast profile)
+    assert {"membership_profile", "domias_auc", "domias_auc_dp_check", "one_run_epsilon_lb"} <= names
+    kinds = {c["name"]: c["kind"] for c in info["gate_checks"]}
+    assert kinds["one_run_epsilon_lb"] == "dp_claim" and kinds["domias_auc"] == "threshold"
+    attacks = {(a["audit"], a["name"]) for a in info["attacks"]}
+    assert {("domias", "domias_tpr_at_fpr_1pct"), ("one_run", "one_run_epsilon_lb"), ("membership", "dcr_share")} <= attacks
+    # the fast profile has no game: reported as not run, not left out silently
+    assert any(a["audit"] == "shadow_game" and "not run" in a["flags"][0] for a in info["attacks"])
     human = env.run("review", run_id)
-    assert human.exit_code == 0 and "dcr_share" in human.stdout
+    assert human.exit_code == 0 and "dcr_share" in human.stdout and "domias_tpr_at_fpr_1pct" in human.stdout
 
 
 def test_budget_json_keys(env: Env, run_id: str) -> None:
