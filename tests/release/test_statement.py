@@ -40,3 +40,15 @@ def test_datasheet_lists_public_domains_and_the_commitment_not_a_hash() -> None:
     text = datasheet_md(_statement())
     assert "| age | integer | [17, 90] |" in text and "Female, Male" in text
     assert "ab" * 32 in text and "SHA-256 `" not in text
+
+
+def test_statement_reports_the_empirical_check_of_the_claim() -> None:
+    gate = {"checks": [
+        {"name": "one_run_epsilon_lb", "kind": "dp_claim", "value": 0.06, "threshold": 1.0, "passed": True},
+        {"name": "dcr_share", "kind": "threshold", "value": 0.51, "threshold": 0.55, "passed": True},
+    ]}
+    text = privacy_statement_md(_statement(gate=gate))
+    assert "Empirical check of the claim: one_run_epsilon_lb = 0.06 (must stay <= 1: held)" in text
+    assert "dcr_share" not in text and "not a risk certificate" in text
+    # without DP-claim checks (an older run) nothing is claimed about them
+    assert "Empirical check" not in privacy_statement_md(_statement())
