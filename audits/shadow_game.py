@@ -184,9 +184,17 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
     gate_role: Literal["gate", "info"] = "gate"
     details_common = {"targets": len(per_target), "shadow_fits": n_fits, "reference_rows": ref_rows,
                       "test_trials_per_side_per_target": int(labels.shape[0] // 2)}
+    # the Mann-Whitney half-width of a no-leak AUC on this many trials: trials within one fit share
+    # its randomness, so the real interval is wider still; flag a gate that noise alone can decide
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    null_half = 1.96 * math.sqrt((n_pos + n_neg + 1) / (12 * max(1, n_pos) * max(1, n_neg)))
+    auc_flags: tuple[str, ...] = ()
+    if null_half >= (policy.thresholds.game_auc_max - 0.5) / 2:
+        auc_flags = (f"underpowered: {n_pos} + {n_neg} trials; a non-leaking generator's interval reaches at "
+                     f"least {0.5 + null_half:.2f}",)
     metrics = [
         Metric(name="game_auc", value=auc, interval=interval, gated_on="upper", goal="minimize",
-               threshold=policy.thresholds.game_auc_max, role=gate_role,
+               threshold=policy.thresholds.game_auc_max, role=gate_role, flags=auc_flags,
                meaning="AUC of the shadow-model attack over all targets: how well it tells a target in the "
                        "training data from out (0.5 is chance).",
                details={**details_common, "interval": "bootstrap over test fits"}),
