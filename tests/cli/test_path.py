@@ -106,3 +106,22 @@ def test_no_decision_while_a_run_is_being_audited(env: Env, run_id: str) -> None
     db.close()
     res = env.run("approve", run_id, "--steward", "alice", "--key", str(env.root / "keys" / "alice.key"))
     assert res.exit_code == 3 and "auditing" in res.stderr
+
+
+def test_thorough_audit_refits_the_runs_generator_in_workers(env: Env, run_id: str) -> None:
+    # the whole retraining path from the command line: the run's own generator (MST, its options
+    # and spend) pickled into worker processes, the game's figures in audit.json and review
+    res = env.run("audit", run_id, "--profile", "thorough", "--json")
+    assert res.exit_code in (0, 3), res.stderr  # 6 refits cannot make the game's gate meaningful
+    doc = json.loads((env.ws / "runs" / run_id / "audit.json").read_text())
+    assert doc["context"]["membership_profile"] == "thorough"
+    game = next(r for r in doc["results"] if r["audit"] == "shadow_game")
+    names = {m["name"] for m in game["metrics"]}
+    assert {"game_auc", "game_epsilon_lb", "game_auc_dp_check", "game_worst_target_auc"} <= names
+    lb = next(m for m in game["metrics"] if m["name"] == "game_epsilon_lb")
+    # MST at eps 1 is not refuted, whatever the noise of so few fits
+    assert lb["passed"] is True and lb["value"] <= 1.0
+    # and the report says how little so few fits can show
+    assert any("low resolution" in f for f in lb["flags"])
+    per_target = next(m for m in game["metrics"] if m["name"] == "game_worst_target_auc")["details"]["per_target"]
+    assert len(per_target) == 6 and sum(t["kind"] == "isolated" for t in per_target) == 2
