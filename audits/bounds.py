@@ -404,6 +404,11 @@ def _rank_auc(members: FloatArray, nonmembers: FloatArray) -> float:
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def auc(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> float:
+    """ROC AUC of scores where higher means "member" (Mann-Whitney; ties count one half)."""
+    return _rank_auc(_scores("member_scores", member_scores), _scores("nonmember_scores", nonmember_scores))
+
+
 def auc_with_interval(
     member_scores: ArrayLike,
     nonmember_scores: ArrayLike,

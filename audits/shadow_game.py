@@ -37,6 +37,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from audits.bounds import (
+    auc,
     auc_with_interval,
     dp_auc_bound,
     epsilon_from_rates,
@@ -163,7 +164,7 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
     claim = ctx.claim
     delta = claim.delta if claim is not None else 0.0
     members, non = scores[labels == 1], scores[labels == 0]
-    auc, interval = _pooled_auc(scores, labels, n_boot, rng)
+    pooled, interval = _pooled_auc(scores, labels, n_boot, rng)
     tpr, tpr_ci, n_neg = tpr_at_fpr(members, non, 0.01)
     scored = [r for r in per_target if not math.isnan(r["auc"])]
     worst = max(scored, key=lambda r: r["auc"]) if scored else per_target[0]
@@ -193,7 +194,7 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
         auc_flags = (f"underpowered: {n_pos} + {n_neg} trials; a non-leaking generator's interval reaches at "
                      f"least {0.5 + null_half:.2f}",)
     metrics = [
-        Metric(name="game_auc", value=auc, interval=interval, gated_on="upper", goal="minimize",
+        Metric(name="game_auc", value=pooled, interval=interval, gated_on="upper", goal="minimize",
                threshold=policy.thresholds.game_auc_max, role=gate_role, flags=auc_flags,
                meaning="AUC of the shadow-model attack over all targets: how well it tells a target in the "
                        "training data from out (0.5 is chance).",
@@ -230,7 +231,7 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
                  "max_resolvable_epsilon": round(resolvable, 6), "confidence": _CONFIDENCE}))
     if claim is not None:
         metrics.append(Metric(
-            name="game_auc_dp_check", value=auc, interval=interval, gated_on="lower", goal="minimize",
+            name="game_auc_dp_check", value=pooled, interval=interval, gated_on="lower", goal="minimize",
             threshold=dp_auc_bound(claim.epsilon, claim.delta), kind="dp_claim",
             meaning="The attack's AUC (lower end) must stay within what the claimed epsilon allows, "
                     "e^eps/(1+e^eps)+delta; above it the DP claim is false."))
@@ -239,25 +240,18 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
 
 def _pooled_auc(scores: np.ndarray, labels: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, tuple[float, float]]:
     """AUC over all (fit, target) trials, with a percentile bootstrap that resamples whole test fits."""
-    auc = _auc(scores.ravel(), labels.ravel())
+    flat_s, flat_y = scores.ravel(), labels.ravel()
+    point = auc(flat_s[flat_y == 1], flat_s[flat_y == 0])
     boots = []
     for _ in range(n_boot):
         rows = rng.integers(0, scores.shape[0], size=scores.shape[0])
         s, y = scores[rows].ravel(), labels[rows].ravel()
         if 0 < y.sum() < y.size:
-            boots.append(_auc(s, y))
+            boots.append(auc(s[y == 1], s[y == 0]))
     if not boots:
-        return auc, (0.0, 1.0)
+        return point, (0.0, 1.0)
     lo, hi = np.quantile(boots, [(1 - _CONFIDENCE) / 2, 1 - (1 - _CONFIDENCE) / 2])
-    return auc, (float(lo), float(hi))
-
-
-def _auc(s: np.ndarray, y: np.ndarray) -> float:
-    members, non = s[y == 1], s[y == 0]
-    # Mann-Whitney with ties counted one half
-    greater = (members[:, None] > non[None, :]).sum()
-    ties = (members[:, None] == non[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(members) * len(non)))
+    return point, (float(lo), float(hi))
 
 
 def _round(r: dict[str, Any]) -> dict[str, Any]:
