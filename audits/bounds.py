@@ -409,6 +409,23 @@ def auc(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> float:
     return _rank_auc(_scores("member_scores", member_scores), _scores("nonmember_scores", nonmember_scores))
 
 
+def null_auc_half_width(n_pos: int, n_neg: int) -> float:
+    """Half-width of the 95% interval of the AUC of an attack that knows nothing (Mann-Whitney
+    variance (n_pos + n_neg + 1) / (12 n_pos n_neg)): what chance alone adds to 0.5."""
+    return 1.959963984540054 * math.sqrt((n_pos + n_neg + 1) / (12 * max(1, n_pos) * max(1, n_neg)))
+
+
+def bound_flags(bound: float, resolvable: float, claimed: float | None, warn_fraction: float | None) -> tuple[str, ...]:
+    """Flags of an empirical epsilon lower bound: above the policy's warning share of the claim, and
+    a trial count too small to show even the claimed epsilon (1 when nothing is claimed)."""
+    flags = []
+    if claimed is not None and warn_fraction is not None and bound > warn_fraction * claimed:
+        flags.append(f"warning: bound above {warn_fraction:g} x the claimed epsilon")
+    if resolvable < (claimed if claimed is not None else 1.0):
+        flags.append(f"low resolution: even a perfect attack could show only {resolvable:.2f}")
+    return tuple(flags)
+
+
 def auc_with_interval(
     member_scores: ArrayLike,
     nonmember_scores: ArrayLike,

@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from audits.bounds import auc_with_interval, dp_auc_bound, tpr_at_fpr
+from audits.bounds import auc_with_interval, dp_auc_bound, null_auc_half_width, tpr_at_fpr
 from audits.context import AuditContext
 from audits.membership import check_frames, gower_matrix
 from audits.result import AuditResult, Metric
@@ -433,7 +433,7 @@ def run_domias(
     # When it is half the distance from 0.5 to the threshold or more, a generator that leaks nothing
     # fails whenever chance lifts its AUC by one standard error: say so, and keep gating (the policy
     # chose the upper end; a small holdout cannot show that the release is safe)
-    null_half_width = 1.96 * math.sqrt((2 * n + 1) / (12 * n * n))
+    null_half_width = null_auc_half_width(n, n)
     auc_flags: tuple[str, ...] = ()
     if null_half_width >= (threshold - 0.5) / 2:
         auc_flags = (f"underpowered: {n} candidates per side; even a non-leaking generator's interval reaches "

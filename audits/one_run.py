@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from audits.bounds import steinke_one_run_bound
+from audits.bounds import bound_flags, steinke_one_run_bound
 from audits.context import AuditContext
 from audits.domias import density_ratio_scores
 from audits.membership import check_frames
@@ -68,16 +68,9 @@ def run_one_run(
     bound = steinke_one_run_bound(m, 2 * k, correct, delta, _CONFIDENCE)
     resolvable = steinke_one_run_bound(m, 2 * k, 2 * k, delta, _CONFIDENCE)
 
-    flags: list[str] = []
-    threshold = None
-    role = "info"
-    if ctx.claim is not None:
-        threshold, role = ctx.claim.epsilon, "gate"
-        warn = policy.thresholds.epsilon_lb_warn_fraction
-        if warn is not None and bound > warn * ctx.claim.epsilon:
-            flags.append(f"warning: bound above {warn:g} x the claimed epsilon")
-    if resolvable < (ctx.claim.epsilon if ctx.claim else 1.0):
-        flags.append(f"low resolution: even a perfect attack could show only {resolvable:.2f}")
+    threshold = ctx.claim.epsilon if ctx.claim is not None else None
+    role = "gate" if ctx.claim is not None else "info"
+    flags = bound_flags(bound, resolvable, threshold, policy.thresholds.epsilon_lb_warn_fraction)
     metric = Metric(
         name="one_run_epsilon_lb",
         value=bound,
@@ -89,7 +82,7 @@ def run_one_run(
             "Empirical epsilon lower bound (95%) from one shadow fit with canaries (Steinke et al. 2023); "
             "above the claimed epsilon it proves the DP claim false."
         ),
-        flags=tuple(flags),
+        flags=flags,
         details={
             "method": "one-run audit (Steinke, Nasr, Jagielski 2023), density-ratio attack",
             "canaries": m,

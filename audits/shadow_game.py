@@ -39,9 +39,11 @@ from sklearn.preprocessing import StandardScaler
 from audits.bounds import (
     auc,
     auc_with_interval,
+    bound_flags,
     dp_auc_bound,
     epsilon_from_rates,
     max_resolvable_epsilon,
+    null_auc_half_width,
     steinke_one_run_bound,
     tpr_at_fpr,
 )
@@ -188,7 +190,7 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
     # the Mann-Whitney half-width of a no-leak AUC on this many trials: trials within one fit share
     # its randomness, so the real interval is wider still; flag a gate that noise alone can decide
     n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
-    null_half = 1.96 * math.sqrt((n_pos + n_neg + 1) / (12 * max(1, n_pos) * max(1, n_neg)))
+    null_half = null_auc_half_width(n_pos, n_neg)
     auc_flags: tuple[str, ...] = ()
     if null_half >= (policy.thresholds.game_auc_max - 0.5) / 2:
         auc_flags = (f"underpowered: {n_pos} + {n_neg} trials; a non-leaking generator's interval reaches at "
@@ -211,17 +213,11 @@ def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.nd
         meaning="Share of members the attack finds while wrongly accusing at most 1% of non-members.",
         flags=(f"underpowered: {n_neg} non-member trials (gated from {_MIN_NONMEMBERS_FOR_TPR_GATE})",) if underpowered else (),
         details={"non_member_trials": n_neg}))
-    flags: list[str] = []
-    if claim is not None:
-        warn = policy.thresholds.epsilon_lb_warn_fraction
-        if warn is not None and bound > warn * claim.epsilon:
-            flags.append(f"warning: bound above {warn:g} x the claimed epsilon")
     resolvable = max(pooled_max, max(r["max_resolvable_epsilon"] for r in per_target))
-    if resolvable < (claim.epsilon if claim else 1.0):
-        flags.append(f"low resolution: even a perfect attack could show only {resolvable:.2f}")
+    flags = bound_flags(bound, resolvable, claim.epsilon if claim else None, policy.thresholds.epsilon_lb_warn_fraction)
     metrics.append(Metric(
         name="game_epsilon_lb", value=bound, goal="minimize", threshold=claim.epsilon if claim else None,
-        role="gate" if claim else "info", kind="dp_claim", flags=tuple(flags),
+        role="gate" if claim else "info", kind="dp_claim", flags=flags,
         meaning="Empirical epsilon lower bound (95%) from the privacy game; above the claimed epsilon it "
                 "proves the DP claim false.",
         details={"method": method, "pooled_one_run": {"trials": m, "guesses": 2 * k, "correct": correct,
