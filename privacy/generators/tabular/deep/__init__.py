@@ -1,0 +1,1 @@
+"""Deep DP generators for tables (DP-SGD through opacus, and smartnoise's PATECTGAN)."""

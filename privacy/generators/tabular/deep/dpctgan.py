@@ -1,0 +1,526 @@
+"""DP-CTGAN: a conditional tabular GAN (CTGAN, Xu et al. 2019) whose discriminator is trained by DP-SGD.
+
+Privacy argument, step by step (unit: one record of the training split, add/remove):
+
+1. **Encoding, from the schema only.** CTGAN's mode-specific normalisation fits a Gaussian
+   mixture to each continuous column (a data-dependent statistic with no DP guarantee). We
+   replace it with the schema-based version in ``encoding.SchemaEncoder``: the modes are the
+   column's public bins (or the steward's cuts), the offset is the position inside the bin.
+   Category lists are the schema's. Nothing is read from the data to build it.
+2. **One Gaussian measurement before training** (``preprocess_share`` of epsilon, default 5%):
+   the histogram of every categorical column, all at once. One record adds 1 to one cell of
+   each of the ``d`` histograms, so the L2 sensitivity is ``sqrt(d)``. From it, by
+   post-processing: the conditional-vector frequencies (CTGAN's training-by-sampling reads them
+   from the data; ours are the noisy counts, clipped at 0 and normalised) and the row count
+   (inverse-variance combination of the histograms' sums), which sets the Poisson rate
+   ``batch_size / noisy count`` and ``estimated_rows``. Without a categorical column the
+   measurement is the row count alone (sensitivity 1).
+3. **DP-SGD on the discriminator** (opacus 1.6): each step takes a Poisson sample of the training
+   rows, pairs every sampled real row with a conditional vector made from its *own* value of a
+   uniformly chosen categorical column (a function of that row alone: CTGAN instead draws rows to
+   match a condition, which a per-record sensitivity argument cannot cover), adds a fixed number of
+   generated rows (data-independent given the current models), computes per-sample losses,
+   clips each sample's gradient to ``max_grad_norm`` and adds Gaussian noise (``dpsgd.PrivateModule``;
+   ghost clipping by default). The loss is the non-saturating GAN loss (CTGAN's WGAN gradient
+   penalty needs per-sample second-order gradients that per-sample clipping does not support).
+4. **The generator only sees the discriminator's gradients**: its loss is the (already private)
+   discriminator's output on generated rows plus CTGAN's conditional cross-entropy on its own
+   output, so its updates are post-processing.
+5. **Accounting**: the measurement of step 2 and all DP-SGD steps compose in one RDP accountant
+   (``accounting``); the noise multiplier is calibrated before training so that the planned steps
+   spend at most epsilon; training stops early at ``time_limit_s``, and the charge is the
+   accountant's figure for the steps actually run.
+
+PacGAN: the discriminator takes ``pac`` rows at once in CTGAN. Under DP-SGD the unit of per-sample
+clipping must be one record; packing ``pac`` real records into one clipped sample makes one
+record's removal reshuffle every later pack of the batch, and no sensitivity bound covers that.
+We therefore train with ``pac = 1`` (the discriminator's architecture is CTGAN's otherwise) and
+refuse ``pac > 1`` with a clear error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from privacy.errors import InputError
+from privacy.generators.tabular.base import GeneratorCard, Progress
+from privacy.generators.tabular.deep.accounting import ACCOUNTANT
+from privacy.generators.tabular.deep.dpsgd import (
+    Clock,
+    Plan,
+    PrivateModule,
+    accounting_text,
+    check_common_options,
+    entropy_generator,
+    gaussian_measurement,
+    poisson_indices,
+    resolve_device,
+    torch_versions,
+)
+from privacy.generators.tabular.deep.encoding import SchemaEncoder, Span
+from privacy.schema import Schema
+from privacy.spend import PrivacySpend
+
+UNIT_OF_PRIVACY = "one record of the training split; add/remove-one neighbouring datasets"
+GUMBEL_TAU = 0.2
+
+
+@dataclass(frozen=True)
+class Config:
+    """The public architecture and optimisation settings (chosen without the data)."""
+
+    embedding_dim: int = 128
+    generator_dim: tuple[int, ...] = (256, 256)
+    discriminator_dim: tuple[int, ...] = (256, 256)
+    generator_lr: float = 2e-4
+    discriminator_lr: float = 2e-4
+    weight_decay: float = 1e-6
+    discriminator_steps: int = 1
+
+
+def _build_models(encoder: SchemaEncoder, cfg: Config) -> tuple[Any, Any]:
+    """CTGAN's residual generator and (pac = 1) discriminator, with freshly initialised weights."""
+    import torch
+    from torch import nn
+
+    cond_width = sum(s.width for s in encoder.categorical_spans)
+
+    class Residual(nn.Module):
+        def __init__(self, i: int, o: int) -> None:
+            super().__init__()
+            self.fc = nn.Linear(i, o)
+            self.bn = nn.BatchNorm1d(o)
+            self.relu = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([self.relu(self.bn(self.fc(x))), x], dim=1)
+
+    layers: list[nn.Module] = []
+    dim = cfg.embedding_dim + cond_width
+    for h in cfg.generator_dim:
+        layers.append(Residual(dim, h))
+        dim += h
+    layers.append(nn.Linear(dim, encoder.width))
+    generator = nn.Sequential(*layers)
+
+    dlayers: list[nn.Module] = []
+    dim = encoder.width + cond_width
+    for h in cfg.discriminator_dim:
+        dlayers += [nn.Linear(dim, h), nn.LeakyReLU(0.2), nn.Dropout(0.5)]
+        dim = h
+    dlayers.append(nn.Linear(dim, 1))
+    discriminator = nn.Sequential(*dlayers)
+    return generator, discriminator
+
+
+def _activate(raw: Any, spans: tuple[Span, ...], hard: bool = False) -> Any:
+    """CTGAN's output activations: tanh on offsets, Gumbel-softmax on one-hot spans."""
+    import torch
+    import torch.nn.functional as F
+
+    parts = []
+    for s in spans:
+        block = raw[:, s.start:s.stop]
+        if s.kind == "offset":
+            parts.append(torch.tanh(block))
+        else:
+            parts.append(F.gumbel_softmax(block, tau=GUMBEL_TAU, hard=hard))
+    return torch.cat(parts, dim=1)
+
+
+def _cond_loss(raw: Any, cond: Any, cat_spans: tuple[Span, ...]) -> Any:
+    """Per-row cross-entropy between the generator's categorical logits and the condition."""
+    import torch
+    import torch.nn.functional as F
+
+    losses = []
+    at = 0
+    for s in cat_spans:
+        c = cond[:, at:at + s.width]
+        mask = c.sum(dim=1)
+        target = c.argmax(dim=1)
+        ce = F.cross_entropy(raw[:, s.start:s.stop], target, reduction="none")
+        losses.append(ce * mask)
+        at += s.width
+    if not losses:
+        return torch.zeros(raw.shape[0], device=raw.device)
+    return torch.stack(losses, dim=1).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class CondSampler:
+    """Draws CTGAN conditional vectors from public or DP-noisy category frequencies."""
+
+    widths: tuple[int, ...]
+    #: per categorical column, category probabilities (from the DP measurement; post-processing)
+    probs: tuple[tuple[float, ...], ...]
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths)
+
+    def fake(self, n: int, generator: Any, device: Any) -> Any:
+        """Conditions for ``n`` generated rows: a uniform column, a category by its noisy frequency."""
+        import torch
+
+        cond = torch.zeros(n, self.width, device=device)
+        if not self.widths:
+            return cond
+        cols = torch.randint(len(self.widths), (n,), generator=generator)
+        offsets = np.cumsum((0,) + self.widths[:-1])
+        for j, p in enumerate(self.probs):
+            rows = torch.nonzero(cols == j, as_tuple=False).flatten()
+            if rows.numel() == 0:
+                continue
+            cats = torch.multinomial(torch.tensor(p, dtype=torch.float64), rows.numel(), replacement=True,
+                                     generator=generator)
+            cond[rows.to(device), (int(offsets[j]) + cats).to(device)] = 1.0
+        return cond
+
+    def real(self, codes: Any, generator: Any) -> Any:
+        """Conditions for real rows: each row's own category in a uniformly chosen categorical column.
+
+        ``codes`` is the ``(rows, categorical columns)`` tensor of the sampled rows' category codes.
+        """
+        import torch
+
+        n = codes.shape[0]
+        cond = torch.zeros(n, self.width, device=codes.device)
+        if not self.widths or n == 0:
+            return cond
+        cols = torch.randint(len(self.widths), (n,), generator=generator).to(codes.device)
+        offsets = torch.tensor(np.cumsum((0,) + self.widths[:-1]), device=codes.device)
+        chosen = codes.gather(1, cols.view(-1, 1)).flatten()
+        cond[torch.arange(n, device=codes.device), offsets[cols] + chosen] = 1.0
+        return cond
+
+
+def measure(encoder: SchemaEncoder, codes: np.ndarray, cat_index: list[int], epsilon: float,
+            delta: float) -> tuple[CondSampler, float, Any]:
+    """The pre-training Gaussian measurement: categorical histograms (or the count alone).
+
+    Returns the conditional sampler, the noisy row count and the measurement (for the accountant).
+    """
+    spans = encoder.categorical_spans
+    if spans:
+        hists = [np.bincount(codes[:, j], minlength=s.width).astype(np.float64) for j, s in zip(cat_index, spans)]
+        m = gaussian_measurement(np.concatenate(hists), math.sqrt(len(spans)), epsilon, delta)
+        probs = []
+        totals = []
+        variances = []
+        at = 0
+        for s in spans:
+            noisy = m.values[at:at + s.width]
+            at += s.width
+            totals.append(noisy.sum())
+            variances.append(s.width * m.std**2)
+            clipped = np.clip(noisy, 0.0, None)
+            probs.append(tuple((clipped / clipped.sum()).tolist()) if clipped.sum() > 0 else (1.0 / s.width,) * s.width)
+        w = 1.0 / np.asarray(variances)
+        noisy_rows = float(np.sum(w * np.asarray(totals)) / np.sum(w))
+        sampler = CondSampler(tuple(s.width for s in spans), tuple(probs))
+    else:
+        m = gaussian_measurement(np.array([float(codes.shape[0])]), 1.0, epsilon, delta)
+        noisy_rows = float(m.values[0])
+        sampler = CondSampler((), ())
+    return sampler, noisy_rows, m
+
+
+@dataclass
+class FittedDPCTGAN:
+    """The trained generator (weights on the CPU), its public encoder and conditional sampler."""
+
+    card: GeneratorCard
+    encoder: SchemaEncoder
+    cond: CondSampler
+    config: Config
+    state: dict[str, Any]
+    noisy_rows: float
+    _model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def estimated_rows(self) -> int:
+        return max(0, int(round(self.noisy_rows)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["_model"] = None
+        return d
+
+    def _generator(self) -> Any:
+        if self._model is None:
+            gen, _ = _build_models(self.encoder, self.config)
+            gen.load_state_dict(self.state)
+            gen.eval()
+            self._model = gen
+        return self._model
+
+    def sample(self, n: int, seed: int) -> pl.DataFrame:
+        """``n`` rows, deterministic given ``seed`` (post-processing; no budget)."""
+        import torch
+
+        if n < 0:
+            raise InputError("cannot sample a negative number of rows")
+        gen = self._generator()
+        tg = torch.Generator().manual_seed(int(seed) % 2**63)
+        rng = np.random.default_rng(seed)
+        outs = []
+        with torch.no_grad():
+            for start in range(0, n, 4096):
+                m = min(4096, n - start)
+                z = torch.randn(m, self.config.embedding_dim, generator=tg)
+                c = self.cond.fake(m, tg, torch.device("cpu"))
+                raw = gen(torch.cat([z, c], dim=1))
+                outs.append(_probabilities(raw, self.encoder.spans).numpy())
+        matrix = np.concatenate(outs) if outs else np.zeros((0, self.encoder.width))
+        return self.encoder.decode(matrix, rng)
+
+
+def _probabilities(raw: Any, spans: tuple[Span, ...]) -> Any:
+    """Softmax over one-hot spans, tanh on offsets (drawing from the softmax = Gumbel-max sampling)."""
+    import torch
+
+    parts = []
+    for s in spans:
+        block = raw[:, s.start:s.stop]
+        parts.append(torch.tanh(block) if s.kind == "offset" else torch.softmax(block, dim=1))
+    return torch.cat(parts, dim=1)
+
+
+class DPCTGANGenerator:
+    """CTGAN with a DP-SGD discriminator (opacus), schema-based normalisation and DP conditioning."""
+
+    name = "dpctgan"
+
+    def __init__(self, *, epochs: int = 30, batch_size: int = 500, max_grad_norm: float = 1.0,
+                 preprocess_share: float = 0.05, pac: int = 1, device: str = "auto",
+                 grad_sample_mode: str = "ghost", time_limit_s: float | None = None,
+                 embedding_dim: int = 128, generator_dim: tuple[int, ...] | list[int] = (256, 256),
+                 discriminator_dim: tuple[int, ...] | list[int] = (256, 256), generator_lr: float = 2e-4,
+                 discriminator_lr: float = 2e-4, discriminator_steps: int = 1) -> None:
+        check_common_options(epochs=epochs, batch_size=batch_size, max_grad_norm=max_grad_norm, device=device,
+                             grad_sample_mode=grad_sample_mode, time_limit_s=time_limit_s,
+                             preprocess_share=preprocess_share)
+        if pac != 1:
+            raise InputError(
+                f"dpctgan: pac = {pac} is not supported: under DP-SGD each clipped sample must be one record "
+                "(see the module docstring); use pac = 1"
+            )
+        dims = {"generator_dim": tuple(generator_dim), "discriminator_dim": tuple(discriminator_dim)}
+        for k, v in dims.items():
+            if not v or any(not isinstance(h, int) or not 1 <= h <= 4096 for h in v):
+                raise InputError(f"dpctgan: {k} must be a non-empty list of layer widths in [1, 4096]")
+        if not isinstance(embedding_dim, int) or not 1 <= embedding_dim <= 4096:
+            raise InputError("dpctgan: embedding_dim must be an integer in [1, 4096]")
+        for k, lr in (("generator_lr", generator_lr), ("discriminator_lr", discriminator_lr)):
+            if not (isinstance(lr, (int, float)) and 0 < lr < 1):
+                raise InputError(f"dpctgan: {k} must be in (0, 1)")
+        if not isinstance(discriminator_steps, int) or not 1 <= discriminator_steps <= 100:
+            raise InputError("dpctgan: discriminator_steps must be an integer in [1, 100]")
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.max_grad_norm = float(max_grad_norm)
+        self.preprocess_share = float(preprocess_share)
+        self.device = device
+        self.grad_sample_mode = grad_sample_mode
+        self.time_limit_s = time_limit_s
+        self.config = Config(embedding_dim=embedding_dim, generator_dim=dims["generator_dim"],
+                             discriminator_dim=dims["discriminator_dim"], generator_lr=float(generator_lr),
+                             discriminator_lr=float(discriminator_lr), discriminator_steps=discriminator_steps)
+
+    def options(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "max_grad_norm": self.max_grad_norm,
+                "preprocess_share": self.preprocess_share, "pac": 1, "device": self.device,
+                "grad_sample_mode": self.grad_sample_mode, "time_limit_s": self.time_limit_s,
+                "embedding_dim": self.config.embedding_dim, "generator_dim": list(self.config.generator_dim),
+                "discriminator_dim": list(self.config.discriminator_dim),
+                "generator_lr": self.config.generator_lr, "discriminator_lr": self.config.discriminator_lr,
+                "discriminator_steps": self.config.discriminator_steps}
+
+    def fit(self, data: pl.DataFrame, schema: Schema, spend: PrivacySpend, *,
+            progress: Progress | None = None) -> FittedDPCTGAN:
+        if spend.delta <= 0:
+            raise InputError("dpctgan needs delta > 0 (DP-SGD with Gaussian noise)")
+        return _train(self, data, schema, spend, progress=progress, private=True)
+
+
+def fit_nonprivate(data: pl.DataFrame, schema: Schema, *, progress: Progress | None = None,
+                   **options: Any) -> FittedDPCTGAN:
+    """The same model trained without DP (NOT differentially private; for the benchmark's speed ratio)."""
+    gen = DPCTGANGenerator(**options)
+    return _train(gen, data, schema, PrivacySpend(epsilon=1.0, delta=1e-9), progress=progress, private=False)
+
+
+def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: PrivacySpend, *,
+           progress: Progress | None, private: bool) -> FittedDPCTGAN:
+    import torch
+
+    device = resolve_device(opts.device)
+    cfg = opts.config
+    encoder = SchemaEncoder.from_schema(schema)
+    cat_names = {s.column for s in encoder.categorical_spans}
+    cat_index = [j for j, c in enumerate(encoder.discretizer.codecs) if c.name in cat_names]
+    codes, _ = encoder.codes_and_offsets(data)
+    matrix = torch.from_numpy(encoder.encode(data)).to(device)
+    cat_codes = torch.from_numpy(codes[:, cat_index] if cat_index else np.zeros((data.height, 0), np.int64)).to(device)
+    n = data.height
+
+    if private:
+        eps_pre = opts.preprocess_share * spend.epsilon
+        cond, noisy_rows, meas = measure(encoder, codes, cat_index, eps_pre, spend.delta)
+        plan = Plan.make(epsilon=spend.epsilon, delta=spend.delta, noisy_rows=noisy_rows, batch_size=opts.batch_size,
+                         epochs=opts.epochs, max_grad_norm=opts.max_grad_norm, fixed_history=[meas.entry])
+    else:
+        # NOT private: exact frequencies and row count, for the benchmark's non-DP twin only
+        cond = CondSampler(
+            tuple(s.width for s in encoder.categorical_spans),
+            tuple(tuple((np.bincount(codes[:, j], minlength=s.width) / max(n, 1)).tolist())
+                  for j, s in zip(cat_index, encoder.categorical_spans)),
+        )
+        noisy_rows = float(n)
+        plan = Plan(epsilon=spend.epsilon, delta=spend.delta, noisy_rows=noisy_rows, batch_size=opts.batch_size,
+                    sample_rate=min(1.0, opts.batch_size / max(n, 1)),
+                    planned_steps=max(1, math.ceil(opts.epochs / min(1.0, opts.batch_size / max(n, 1)))),
+                    noise_multiplier=0.0, max_grad_norm=opts.max_grad_norm)
+    fake_per_step = max(1, int(round(plan.sample_rate * max(noisy_rows, 1.0))))
+
+    gen_rng = entropy_generator(torch.device("cpu"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen_rng).item()))
+        generator, discriminator = _build_models(encoder, cfg)
+    generator.to(device)
+    discriminator.to(device)
+    d_model = PrivateModule(discriminator, lr=cfg.discriminator_lr, betas=(0.5, 0.9), weight_decay=cfg.weight_decay,
+                            plan=plan, expected_batch=fake_per_step * 2, mode=opts.grad_sample_mode, device=device,
+                            private=private)
+    g_opt = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.9),
+                             weight_decay=cfg.weight_decay)
+    spans = encoder.spans
+    cat_spans = encoder.categorical_spans
+
+    clock = Clock(opts.time_limit_s, progress)
+    steps_done = 0
+    rows_seen = 0
+    steps_per_epoch = max(1, round(1 / plan.sample_rate))
+    d_loss = g_loss = 0.0
+    if private:
+        batches = poisson_indices(n, plan.sample_rate, plan.planned_steps, gen_rng)
+    else:
+        batches = _shuffled_batches(n, opts.batch_size, plan.planned_steps, gen_rng)
+    train_started = time.monotonic()
+    for idx in batches:
+        if clock.out_of_time():
+            break
+        idx = idx.to(device)
+        real = matrix[idx]
+        real_cond = cond.real(cat_codes[idx], gen_rng)
+        z = torch.randn(fake_per_step, cfg.embedding_dim, generator=gen_rng).to(device)
+        fake_cond = cond.fake(fake_per_step, gen_rng, device)
+        # the discriminator's gradient on generated rows is taken through the same private step:
+        # those rows are data-independent given the current models, and each is clipped as a sample
+        generator.eval()
+        with torch.no_grad():
+            fake = _activate(generator(torch.cat([z, fake_cond], dim=1)), spans)
+        generator.train()
+        x = torch.cat([torch.cat([real, real_cond], dim=1), torch.cat([fake, fake_cond], dim=1)], dim=0)
+        is_real = torch.cat([torch.ones(real.shape[0], device=device), torch.zeros(fake_per_step, device=device)])
+        logits = d_model(x).flatten()
+        # non-saturating GAN loss, per sample: -log D(real), -log(1 - D(fake))
+        per_sample = torch.nn.functional.softplus(-logits) * is_real + torch.nn.functional.softplus(logits) * (1 - is_real)
+        d_loss = d_model.step(per_sample)
+        steps_done += 1
+        rows_seen += int(real.shape[0])
+
+        if steps_done % cfg.discriminator_steps == 0:
+            z = torch.randn(fake_per_step, cfg.embedding_dim, generator=gen_rng).to(device)
+            c = cond.fake(fake_per_step, gen_rng, device)
+            raw = generator(torch.cat([z, c], dim=1))
+            fake = _activate(raw, spans)
+            with d_model.frozen():
+                d_out = d_model(torch.cat([fake, c], dim=1)).flatten()
+                loss = torch.nn.functional.softplus(-d_out).mean() + _cond_loss(raw, c, cat_spans).mean()
+                g_opt.zero_grad(set_to_none=True)
+                loss.backward()
+            g_opt.step()
+            g_loss = float(loss.item())
+        if steps_done % steps_per_epoch == 0 or steps_done == plan.planned_steps:
+            epoch = steps_done / steps_per_epoch
+            eps_now = plan.epsilon_after(steps_done) if private else float("nan")
+            clock.say(f"dpctgan epoch {epoch:.0f}/{opts.epochs}: D loss {d_loss:.3f}, G loss {g_loss:.3f}, "
+                      f"epsilon {eps_now:.3f}", steps_done / plan.planned_steps)
+    train_seconds = time.monotonic() - train_started
+
+    spent = plan.epsilon_after(steps_done) if private else float("nan")
+    if private and spent > spend.epsilon * (1 + 1e-9):
+        raise AssertionError(f"accountant reports {spent} > budget {spend.epsilon}")  # calibration guarantees this
+    if private and steps_done == 0:
+        # nothing was trained, but the measurement was made and is charged
+        spent = plan.epsilon_after(0)
+    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
+    params = {
+        **opts.options(),
+        "requested_epsilon": spend.epsilon,
+        "epsilon_spent": spent,
+        "delta": spend.delta,
+        "accountant": ACCOUNTANT,
+        "noise_multiplier": plan.noise_multiplier,
+        "sample_rate": plan.sample_rate,
+        "planned_steps": plan.planned_steps,
+        "steps": steps_done,
+        "epochs_run": steps_done * plan.sample_rate,
+        "stopped_by_time": clock.stopped_by_time,
+        "preprocess_noise_std": None if not private else float(meas.std),
+        "preprocess_l2_sensitivity": None if not private else float(meas.l2_sensitivity),
+        "preprocess_history": [list(h) for h in plan.fixed_history],
+        "generated_rows_per_step": fake_per_step,
+        "device_used": str(device),
+        "train_seconds": train_seconds,
+        "samples_per_second": rows_seen / train_seconds if train_seconds > 0 else float("nan"),
+        "loss": "non-saturating GAN (softplus), conditional cross-entropy on the generator",
+    }
+    notes = (
+        "mode-specific normalisation uses the schema's public bins as modes (no data-fitted Gaussian mixture)",
+        "conditional vectors: real rows condition on their own value of a uniformly drawn categorical column; "
+        "generated rows on the DP-noisy category frequencies",
+        "PacGAN packing is off (pac = 1): a pack of records cannot be the unit of per-sample clipping",
+    )
+    if private:
+        card = GeneratorCard(
+            name="dpctgan", parameters=params, library_versions=torch_versions(),
+            spend=PrivacySpend(epsilon=spent, delta=spend.delta), accounting=accounting_text(plan),
+            unit_of_privacy=UNIT_OF_PRIVACY,
+            domain_sources={
+                "categories": "schema",
+                "continuous modes (mode-specific normalisation)": "schema bins and bounds",
+                "conditional sampling frequencies": "DP: Gaussian noisy category counts (pre-processing share)",
+                "row count (sampling rate, estimated rows)": "DP: from the noisy category counts",
+            },
+            notes=notes,
+        )
+    else:
+        card = GeneratorCard(
+            name="dpctgan-nonprivate", parameters=params, library_versions=torch_versions(),
+            spend=PrivacySpend(epsilon=1.0, delta=0.0), accounting="NOT differentially private (benchmark twin)",
+            unit_of_privacy="none: NOT differentially private", notes=notes,
+        )
+    return FittedDPCTGAN(card=card, encoder=encoder, cond=cond, config=cfg, state=state, noisy_rows=noisy_rows)
+
+
+def _shuffled_batches(n: int, batch_size: int, steps: int, generator: Any) -> Any:
+    """Non-private twin: shuffled fixed-size batches (epoch after epoch)."""
+    import torch
+
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            if done >= steps:
+                return
+            yield perm[start:start + batch_size]
+            done += 1

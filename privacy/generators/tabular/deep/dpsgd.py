@@ -1,0 +1,286 @@
+"""DP-SGD plumbing shared by synthgate's neural generators (opacus 1.6).
+
+What lives here, and why:
+
+- ``resolve_device``: ``auto`` picks CUDA when torch sees a GPU, else the CPU; ``cuda`` without a
+  GPU is an input error, never a silent fallback.
+- ``entropy_generator``: DP-SGD's Gaussian noise and its Poisson sampling draw from a torch
+  generator seeded from OS entropy (``secrets``), never from a user seed or torch's global
+  generator (a published seed would make the noise a known function of the data).
+- ``Plan``: everything about the training fixed *before* the data is read by DP-SGD: the noisy
+  row count (bought with budget), the Poisson sampling rate ``batch_size / noisy count``, the
+  number of steps ``ceil(epochs / rate)``, the noise multiplier calibrated so that the RDP
+  accountant's epsilon for the pre-processing measurements plus all planned steps is at most the
+  budget. opacus' ``make_private_with_epsilon`` does the same calibration but cannot put our
+  pre-processing measurements in its accountant and sets the sampling rate from ``len(data)`` (a
+  data-dependent quantity bought with no budget); we build the same parts it builds
+  (``GradSampleModule`` or its fast-gradient-clipping twin, ``DPOptimizer``) with our rate.
+- ``PrivateModule``: one module trained by DP-SGD with per-sample clipping. ``ghost`` mode uses
+  opacus' ghost clipping (per-sample gradient *norms* without materialising per-sample gradients;
+  it needs every trainable layer to be a type opacus supports, which our MLPs are); ``hooks`` and
+  ``functorch`` materialise per-sample gradients (opacus' hook samplers, or functorch's vmap).
+- ``poisson_indices``: a Poisson sample of rows (each row independently with the plan's rate),
+  the sampling the RDP analysis assumes; an empty sample is a valid step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from privacy.errors import InputError
+from privacy.generators.tabular.deep.accounting import (
+    ACCOUNTANT,
+    History,
+    calibrate_measurement,
+    calibrate_sgd,
+    gaussian_entry,
+    rdp_epsilon,
+)
+
+GradMode = Literal["ghost", "hooks", "functorch"]
+GRAD_MODES = ("ghost", "hooks", "functorch")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(option: str) -> Any:
+    """A ``torch.device`` for ``auto`` / ``cpu`` / ``cuda``."""
+    import torch
+
+    if option not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, not {option!r}")
+    if option == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if option == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: torch sees no CUDA GPU on this machine (use auto or cpu)")
+    return torch.device(option)
+
+
+def entropy_generator(device: Any) -> Any:
+    """A torch generator on ``device`` seeded from OS entropy (for DP noise and sampling only)."""
+    import torch
+
+    return torch.Generator(device=device).manual_seed(secrets.randbits(63))
+
+
+def check_common_options(*, epochs: int, batch_size: int, max_grad_norm: float, device: str,
+                         grad_sample_mode: str, time_limit_s: float | None, preprocess_share: float) -> None:
+    """``InputError`` with one clear line for a bad training option."""
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 10_000:
+        raise InputError(f"epochs ({epochs}) must be an integer in [1, 10000]")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 2 <= batch_size <= 1_000_000:
+        raise InputError(f"batch size ({batch_size}) must be an integer in [2, 1000000]")
+    if not (isinstance(max_grad_norm, (int, float)) and math.isfinite(max_grad_norm) and max_grad_norm > 0):
+        raise InputError(f"max_grad_norm ({max_grad_norm}) must be a finite number > 0")
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if grad_sample_mode not in GRAD_MODES:
+        raise InputError(f"grad_sample_mode must be one of {', '.join(GRAD_MODES)}, not {grad_sample_mode!r}")
+    if time_limit_s is not None and not (
+        isinstance(time_limit_s, (int, float)) and math.isfinite(time_limit_s) and time_limit_s > 0
+    ):
+        raise InputError(f"time limit ({time_limit_s}) must be a number of seconds > 0")
+    if not (isinstance(preprocess_share, (int, float)) and 0 < preprocess_share < 0.5):
+        raise InputError(f"preprocess_share ({preprocess_share}) must be in (0, 0.5)")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A Gaussian measurement made before training, with the noise actually drawn."""
+
+    values: np.ndarray
+    std: float
+    l2_sensitivity: float
+
+    @property
+    def entry(self) -> tuple[float, float, int]:
+        return gaussian_entry(self.std, self.l2_sensitivity)
+
+
+def gaussian_measurement(true_values: np.ndarray, l2_sensitivity: float, epsilon: float, delta: float) -> Measurement:
+    """Release ``true_values`` + Gaussian noise spending ``epsilon`` alone (RDP), OS-entropy noise."""
+    sigma = calibrate_measurement(epsilon, delta)
+    std = sigma * l2_sensitivity
+    rng = np.random.default_rng(secrets.randbits(128))
+    noisy = np.asarray(true_values, dtype=np.float64) + rng.normal(0.0, std, size=np.shape(true_values))
+    return Measurement(values=noisy, std=std, l2_sensitivity=l2_sensitivity)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The DP-SGD training fixed before DP-SGD reads the data."""
+
+    epsilon: float
+    delta: float
+    noisy_rows: float
+    batch_size: int
+    sample_rate: float
+    planned_steps: int
+    noise_multiplier: float
+    max_grad_norm: float
+    fixed_history: History = field(default_factory=list)
+
+    @classmethod
+    def make(cls, *, epsilon: float, delta: float, noisy_rows: float, batch_size: int, epochs: int,
+             max_grad_norm: float, fixed_history: History) -> "Plan":
+        rows = max(float(noisy_rows), 1.0)
+        rate = min(1.0, batch_size / rows)
+        steps = max(1, math.ceil(epochs / rate))
+        sigma = calibrate_sgd(epsilon, delta, rate, steps, fixed_history)
+        return cls(epsilon=epsilon, delta=delta, noisy_rows=float(noisy_rows), batch_size=batch_size,
+                   sample_rate=rate, planned_steps=steps, noise_multiplier=sigma, max_grad_norm=max_grad_norm,
+                   fixed_history=list(fixed_history))
+
+    def history(self, steps: int) -> History:
+        return [*self.fixed_history, (self.noise_multiplier, self.sample_rate, steps)] if steps else list(
+            self.fixed_history
+        )
+
+    def epsilon_after(self, steps: int) -> float:
+        """What the accountant reports after ``steps`` DP-SGD steps (plus the pre-processing)."""
+        return rdp_epsilon(self.history(steps), self.delta)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fixed_history"] = [list(h) for h in self.fixed_history]
+        return d
+
+
+class PrivateModule:
+    """A torch module trained with per-sample clipping and Gaussian noise (opacus)."""
+
+    def __init__(self, module: Any, *, lr: float, betas: tuple[float, float], weight_decay: float, plan: Plan,
+                 expected_batch: int, mode: str, device: Any, private: bool = True) -> None:
+        import torch
+
+        self.private = private
+        self.mode = mode
+        if not private:
+            self.module = module
+            self.optimizer = torch.optim.Adam(module.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+            return
+        gen = entropy_generator(device)
+        if mode == "ghost":
+            from opacus.grad_sample import GradSampleModuleFastGradientClipping
+            from opacus.optimizers import DPOptimizerFastGradientClipping
+
+            self.module = GradSampleModuleFastGradientClipping(
+                module, loss_reduction="sum", max_grad_norm=plan.max_grad_norm, use_ghost_clipping=True
+            )
+            opt = torch.optim.Adam(self.module.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+            self.optimizer = DPOptimizerFastGradientClipping(
+                opt, noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+                expected_batch_size=expected_batch, loss_reduction="mean", generator=gen,
+            )
+        else:
+            from opacus import GradSampleModule
+            from opacus.optimizers import DPOptimizer
+
+            self.module = GradSampleModule(module, loss_reduction="sum", force_functorch=mode == "functorch")
+            opt = torch.optim.Adam(self.module.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+            self.optimizer = DPOptimizer(
+                opt, noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+                expected_batch_size=expected_batch, loss_reduction="mean", generator=gen,
+            )
+
+    def __call__(self, *args: Any) -> Any:
+        return self.module(*args)
+
+    def step(self, loss_per_sample: Any) -> float:
+        """One optimiser step on per-sample losses (each sample's gradient clipped, then noise)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.private:
+            loss_per_sample.mean().backward()
+        elif self.mode == "ghost":
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+            DPTensorFastGradientClipping(self.module, self.optimizer, loss_per_sample, "sum").backward()
+        else:
+            loss_per_sample.sum().backward()
+        self.optimizer.step()
+        return float(loss_per_sample.detach().mean().item()) if loss_per_sample.numel() else 0.0
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Forward passes that train something else (a GAN's generator) through this module.
+
+        Gradients flow through the module to its inputs, but its parameters take none and opacus
+        records nothing (no activations, no per-sample gradients).
+        """
+        params = list(self.plain_module().parameters())
+        flags = [p.requires_grad for p in params]
+        if self.private:
+            self.module.disable_hooks()
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, f in zip(params, flags):
+                p.requires_grad_(f)
+            if self.private:
+                self.module.enable_hooks()
+
+    def plain_module(self) -> Any:
+        """The underlying ``nn.Module`` (without opacus' wrapper)."""
+        return getattr(self.module, "_module", self.module)
+
+
+def poisson_indices(n: int, rate: float, steps: int, generator: Any) -> Iterator[Any]:
+    """Per step, the indices of a Poisson sample of ``range(n)`` (each row with probability ``rate``)."""
+    import torch
+
+    for _ in range(steps):
+        mask = torch.rand(n, generator=generator) < rate
+        yield torch.nonzero(mask, as_tuple=False).flatten()
+
+
+@dataclass
+class Clock:
+    """Stops training at a wall-clock limit (checked between steps) and reports progress."""
+
+    time_limit_s: float | None
+    progress: Callable[[str, float | None], None] | None
+    started: float = field(default_factory=time.monotonic)
+    stopped_by_time: bool = False
+
+    def out_of_time(self) -> bool:
+        if self.time_limit_s is not None and time.monotonic() - self.started >= self.time_limit_s:
+            self.stopped_by_time = True
+        return self.stopped_by_time
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def say(self, message: str, fraction: float | None) -> None:
+        if self.progress is not None:
+            self.progress(message, fraction)
+
+
+def accounting_text(plan: Plan) -> str:
+    return (
+        f"{ACCOUNTANT}; DP-SGD with Poisson sampling (rate {plan.sample_rate:.4g}), per-sample clipping "
+        f"(norm {plan.max_grad_norm:g}) and Gaussian noise (multiplier {plan.noise_multiplier:.4g}), composed in the "
+        "same accountant with the Gaussian pre-processing measurements; epsilon is the accountant's figure for the "
+        "steps actually run"
+    )
+
+
+def torch_versions() -> dict[str, str]:
+    import importlib.metadata
+
+    out = {}
+    for dist in ("torch", "opacus", "numpy"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out

@@ -1,0 +1,167 @@
+"""DP-CTGAN on real Adult rows: output, accounting, the pre-DP-SGD privacy rule, options."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from privacy.errors import InputError
+from privacy.generators.tabular.deep.accounting import rdp_epsilon
+from privacy.generators.tabular.deep.dpctgan import DPCTGANGenerator, measure
+from privacy.generators.tabular.deep.encoding import SchemaEncoder
+from privacy.schema import Schema
+from privacy.spend import PrivacySpend
+
+SPEND = PrivacySpend(epsilon=3.0, delta=1e-6)
+
+
+def assert_schema_frame(out: pl.DataFrame, schema: Schema, n: int) -> None:
+    assert out.height == n and out.columns == schema.names
+    for col in schema.columns:
+        s = out.get_column(col.name)
+        if col.type == "categorical":
+            assert s.dtype == pl.Utf8 and set(s.unique().to_list()) <= set(col.categories)
+        else:
+            assert s.dtype == (pl.Int64 if col.type == "integer" else pl.Float64)
+            assert s.min() >= col.min and s.max() <= col.max
+
+
+@pytest.fixture(scope="module")
+def fitted(adult):
+    df, schema = adult
+    messages: list[str] = []
+    f = DPCTGANGenerator(epochs=8, batch_size=200, device="cpu").fit(
+        df, schema, SPEND, progress=lambda m, _f: messages.append(m)
+    )
+    return f, messages
+
+
+def test_samples_follow_the_schema_and_the_seed(fitted, adult) -> None:
+    f, _ = fitted
+    _df, schema = adult
+    a = f.sample(700, seed=1)
+    assert_schema_frame(a, schema, 700)
+    assert a.equals(f.sample(700, seed=1))
+    assert not a.equals(f.sample(700, seed=2))
+    assert f.sample(0, seed=1).height == 0
+    # sampling leaves torch's global generator alone
+    state = torch.get_rng_state()
+    f.sample(10, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_card_charges_what_the_accountant_reports(fitted) -> None:
+    f, messages = fitted
+    p = f.card.parameters
+    history = [tuple(h) for h in p["preprocess_history"]] + [(p["noise_multiplier"], p["sample_rate"], p["steps"])]
+    eps = rdp_epsilon(history, SPEND.delta)
+    assert f.card.spend.epsilon == pytest.approx(eps, rel=1e-12)
+    assert 0.97 * SPEND.epsilon <= eps <= SPEND.epsilon
+    assert p["steps"] == p["planned_steps"] == math.ceil(8 / p["sample_rate"])
+    # the sampling rate comes from the noisy count, not len(data)
+    assert p["sample_rate"] == pytest.approx(200 / f.noisy_rows)
+    assert f.noisy_rows != 2000
+    assert abs(f.estimated_rows - 2000) < 200
+    for key in ("noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant", "delta"):
+        assert key in p
+    assert "RDPAccountant" in f.card.accounting
+    assert f.card.domain_sources["conditional sampling frequencies"].startswith("DP")
+    assert any("epsilon" in m for m in messages)
+
+
+def test_pickle_round_trip_samples_identically(fitted) -> None:
+    f, _ = fitted
+    g = pickle.loads(pickle.dumps(f))
+    assert g.sample(300, seed=9).equals(f.sample(300, seed=9))
+
+
+def test_it_learns_the_categorical_marginals(fitted, adult) -> None:
+    f, _ = fitted
+    df, schema = adult
+    out = f.sample(4000, seed=4)
+    tvs = []
+    for col in ("sex", "relationship", "race", "marital_status"):
+        cats = list(schema.column(col).categories)
+        real = df[col].value_counts().to_dict(as_series=False)
+        syn = out[col].value_counts().to_dict(as_series=False)
+        r = np.array([dict(zip(real[col], real["count"])).get(c, 0) for c in cats], dtype=float)
+        s = np.array([dict(zip(syn[col], syn["count"])).get(c, 0) for c in cats], dtype=float)
+        tv = 0.5 * np.abs(r / r.sum() - s / s.sum()).sum()
+        tv_uniform = 0.5 * np.abs(r / r.sum() - 1 / len(cats)).sum()
+        tvs.append(tv)
+        assert tv < 0.5 * tv_uniform, (col, tv, tv_uniform)
+    assert max(tvs) < 0.2
+
+
+def test_changing_one_record_changes_nothing_before_dp_sgd(adult) -> None:
+    df, schema = adult
+    neighbour = df.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(90).otherwise(pl.col("age")).alias("age"),
+        pl.when(pl.int_range(pl.len()) == 0).then(99999).otherwise(pl.col("capital_gain")).alias("capital_gain"),
+        pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("Holand-Netherlands")).otherwise(pl.col("native_country"))
+        .alias("native_country"),
+    )
+    assert not neighbour.equals(df)
+    a = SchemaEncoder.from_schema(schema)
+    assert a.describe() == SchemaEncoder.from_schema(schema).describe()
+    # the encoder never sees data: the same object describes both datasets' encodings
+    enc_a = a.encode(df)
+    enc_b = a.encode(neighbour)
+    assert enc_a.shape == enc_b.shape  # widths come from the schema
+    # the pre-training measurement's noise scale and sensitivity do not depend on the data
+    cat_names = {s.column for s in a.categorical_spans}
+    cat_index = [j for j, c in enumerate(a.discretizer.codecs) if c.name in cat_names]
+    codes_a, _ = a.codes_and_offsets(df)
+    codes_b, _ = a.codes_and_offsets(neighbour)
+    _ca, _na, ma = measure(a, codes_a, cat_index, 0.1, 1e-6)
+    _cb, _nb, mb = measure(a, codes_b, cat_index, 0.1, 1e-6)
+    assert ma.std == mb.std and ma.l2_sensitivity == mb.l2_sensitivity == math.sqrt(len(cat_index))
+    assert ma.entry == mb.entry
+    # numeric changes leave the categorical histograms (the only data the measurement reads) equal
+    hist = [np.bincount(codes_a[:, j], minlength=s.width) for j, s in zip(cat_index, a.categorical_spans)]
+    hist_b = [np.bincount(codes_b[:, j], minlength=s.width) for j, s in zip(cat_index, a.categorical_spans)]
+    diff = sum(int(np.abs(x - y).sum()) for x, y in zip(hist, hist_b))
+    assert diff == 2  # one record moved between two cells of one histogram: sensitivity as analysed
+
+
+def test_time_limit_stops_early_and_charges_less(adult) -> None:
+    df, schema = adult
+    f = DPCTGANGenerator(epochs=200, batch_size=200, device="cpu", time_limit_s=2.0).fit(df, schema, SPEND)
+    p = f.card.parameters
+    assert p["stopped_by_time"] and p["steps"] < p["planned_steps"]
+    assert f.card.spend.epsilon < 0.9 * SPEND.epsilon
+    history = [tuple(h) for h in p["preprocess_history"]] + [(p["noise_multiplier"], p["sample_rate"], p["steps"])]
+    assert f.card.spend.epsilon == pytest.approx(rdp_epsilon(history, SPEND.delta), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"pac": 10}, {"device": "tpu"}, {"epochs": 0}, {"batch_size": 1}, {"grad_sample_mode": "fast"},
+     {"time_limit_s": -1.0}, {"generator_dim": []}, {"preprocess_share": 0.9}],
+)
+def test_bad_options_are_input_errors(options) -> None:
+    with pytest.raises(InputError):
+        DPCTGANGenerator(**options)
+
+
+def test_unknown_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        DPCTGANGenerator(epoch=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(adult) -> None:
+    df, schema = adult
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        DPCTGANGenerator(device="cuda", epochs=1).fit(df, schema, SPEND)
+
+
+def test_zero_delta_is_refused(adult) -> None:
+    df, schema = adult
+    with pytest.raises(InputError, match="delta"):
+        DPCTGANGenerator(epochs=1).fit(df, schema, PrivacySpend(epsilon=1.0, delta=0.0))
