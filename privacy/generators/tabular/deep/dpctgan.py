@@ -28,8 +28,11 @@ Privacy argument, step by step (unit: one record of the training split, add/remo
    output, so its updates are post-processing.
 5. **Accounting**: the measurement of step 2 and all DP-SGD steps compose in one RDP accountant
    (``accounting``); the noise multiplier is calibrated before training so that the planned steps
-   spend at most epsilon; training stops early at ``time_limit_s``, and the charge is the
-   accountant's figure for the steps actually run.
+   spend at most epsilon, and the charge is the accountant's figure for the steps actually run.
+   ``time_limit_s`` is turned into a step count *before* DP-SGD reads the data, by timing a few
+   steps on rows drawn uniformly from the schema's domain (``dpsgd.steps_for_time``); the noise is
+   calibrated for that count, so the whole budget is spent and the number of steps never depends
+   on how long the real batches took.
 
 PacGAN: the discriminator takes ``pac`` rows at once in CTGAN. Under DP-SGD the unit of per-sample
 clipping must be one record; packing ``pac`` real records into one clipped sample makes one
@@ -61,6 +64,7 @@ from privacy.generators.tabular.deep.dpsgd import (
     gaussian_measurement,
     poisson_indices,
     resolve_device,
+    steps_for_time,
     torch_versions,
 )
 from privacy.generators.tabular.deep.encoding import SchemaEncoder, Span
@@ -232,6 +236,62 @@ def measure(encoder: SchemaEncoder, codes: np.ndarray, cat_index: list[int], eps
     return sampler, noisy_rows, m
 
 
+class _GAN:
+    """One CTGAN generator and its (DP-SGD) discriminator, and one training step of both."""
+
+    def __init__(self, encoder: SchemaEncoder, cfg: Config, plan: Plan, mode: str, device: Any, private: bool,
+                 gen_rng: Any, fake_per_step: int) -> None:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen_rng).item()))
+            generator, discriminator = _build_models(encoder, cfg)
+        self.generator = generator.to(device)
+        self.d_model = PrivateModule(discriminator.to(device), lr=cfg.discriminator_lr, betas=(0.5, 0.9),
+                                     weight_decay=cfg.weight_decay, plan=plan, expected_batch=fake_per_step * 2,
+                                     mode=mode, device=device, private=private)
+        self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.9),
+                                      weight_decay=cfg.weight_decay)
+        self.encoder, self.cfg, self.device = encoder, cfg, device
+        self.gen_rng, self.fake_per_step = gen_rng, fake_per_step
+
+    def step(self, real: Any, real_codes: Any, cond: CondSampler, *, step_generator: bool) -> tuple[float, float | None]:
+        """A DP-SGD step of the discriminator on ``real`` rows (a Poisson sample), then one of the generator."""
+        import torch
+        import torch.nn.functional as F
+
+        spans, cat_spans = self.encoder.spans, self.encoder.categorical_spans
+        dev, m, emb = self.device, self.fake_per_step, self.cfg.embedding_dim
+        real_cond = cond.real(real_codes, self.gen_rng)
+        z = torch.randn(m, emb, generator=self.gen_rng).to(dev)
+        fake_cond = cond.fake(m, self.gen_rng, dev)
+        # the discriminator's gradient on generated rows is taken through the same private step:
+        # those rows are data-independent given the current models, and each is clipped as a sample
+        self.generator.eval()
+        with torch.no_grad():
+            fake = _activate(self.generator(torch.cat([z, fake_cond], dim=1)), spans)
+        self.generator.train()
+        x = torch.cat([torch.cat([real, real_cond], dim=1), torch.cat([fake, fake_cond], dim=1)], dim=0)
+        is_real = torch.cat([torch.ones(real.shape[0], device=dev), torch.zeros(m, device=dev)])
+        logits = self.d_model(x).flatten()
+        # non-saturating GAN loss, per sample: -log D(real), -log(1 - D(fake))
+        per_sample = F.softplus(-logits) * is_real + F.softplus(logits) * (1 - is_real)
+        d_loss = self.d_model.step(per_sample)
+        if not step_generator:
+            return d_loss, None
+        z = torch.randn(m, emb, generator=self.gen_rng).to(dev)
+        c = cond.fake(m, self.gen_rng, dev)
+        raw = self.generator(torch.cat([z, c], dim=1))
+        fake = _activate(raw, spans)
+        with self.d_model.frozen():
+            d_out = self.d_model(torch.cat([fake, c], dim=1)).flatten()
+            loss = F.softplus(-d_out).mean() + _cond_loss(raw, c, cat_spans).mean()
+            self.g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+        self.g_opt.step()
+        return d_loss, float(loss.item())
+
+
 @dataclass
 class FittedDPCTGAN:
     """The trained generator (weights on the CPU), its public encoder and conditional sampler."""
@@ -361,6 +421,7 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
            progress: Progress | None, private: bool) -> FittedDPCTGAN:
     import torch
 
+    fit_started = time.monotonic()
     device = resolve_device(opts.device)
     cfg = opts.config
     encoder = SchemaEncoder.from_schema(schema)
@@ -389,22 +450,33 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
                     planned_steps=max(1, math.ceil(opts.epochs / min(1.0, opts.batch_size / max(n, 1)))),
                     noise_multiplier=0.0, max_grad_norm=opts.max_grad_norm)
     fake_per_step = max(1, int(round(plan.sample_rate * max(noisy_rows, 1.0))))
-
     gen_rng = entropy_generator(torch.device("cpu"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen_rng).item()))
-        generator, discriminator = _build_models(encoder, cfg)
-    generator.to(device)
-    discriminator.to(device)
-    d_model = PrivateModule(discriminator, lr=cfg.discriminator_lr, betas=(0.5, 0.9), weight_decay=cfg.weight_decay,
-                            plan=plan, expected_batch=fake_per_step * 2, mode=opts.grad_sample_mode, device=device,
-                            private=private)
-    g_opt = torch.optim.Adam(generator.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.9),
-                             weight_decay=cfg.weight_decay)
-    spans = encoder.spans
-    cat_spans = encoder.categorical_spans
 
-    clock = Clock(opts.time_limit_s, progress)
+    probe_per_step = None
+    if private and opts.time_limit_s is not None:
+        # the time limit becomes a step count before DP-SGD reads the data (dpsgd.steps_for_time)
+        dummy_rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen_rng).item()))
+        d_codes, d_offsets = encoder.random_parts(max(int(round(noisy_rows)), 1), dummy_rng)
+        d_matrix = torch.from_numpy(encoder.encode_parts(d_codes, d_offsets)).to(device)
+        d_cat = torch.from_numpy(d_codes[:, cat_index] if cat_index else np.zeros((d_codes.shape[0], 0), np.int64))
+        probe_gan = _GAN(encoder, cfg, plan, opts.grad_sample_mode, device, True, gen_rng, fake_per_step)
+        d_batches = poisson_indices(d_matrix.shape[0], plan.sample_rate, 10**9, gen_rng)
+
+        def probe(k: int) -> None:
+            for _ in range(k):
+                idx = next(d_batches).to(device)
+                probe_gan.step(d_matrix[idx], d_cat.to(device)[idx], cond, step_generator=True)
+
+        steps, probe_per_step = steps_for_time(opts.time_limit_s, time.monotonic() - fit_started,
+                                               plan.planned_steps, probe)
+        if steps < plan.planned_steps:
+            plan = Plan.make(epsilon=spend.epsilon, delta=spend.delta, noisy_rows=noisy_rows,
+                             batch_size=opts.batch_size, epochs=opts.epochs, max_grad_norm=opts.max_grad_norm,
+                             fixed_history=list(plan.fixed_history), steps=steps)
+    planned_by_epochs = Plan.rate_and_steps(noisy_rows, opts.batch_size, opts.epochs)[1]
+
+    gan = _GAN(encoder, cfg, plan, opts.grad_sample_mode, device, private, gen_rng, fake_per_step)
+    clock = Clock(None, progress)
     steps_done = 0
     rows_seen = 0
     steps_per_epoch = max(1, round(1 / plan.sample_rate))
@@ -415,45 +487,17 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
         batches = _shuffled_batches(n, opts.batch_size, plan.planned_steps, gen_rng)
     train_started = time.monotonic()
     for idx in batches:
-        if clock.out_of_time():
-            break
         idx = idx.to(device)
-        real = matrix[idx]
-        real_cond = cond.real(cat_codes[idx], gen_rng)
-        z = torch.randn(fake_per_step, cfg.embedding_dim, generator=gen_rng).to(device)
-        fake_cond = cond.fake(fake_per_step, gen_rng, device)
-        # the discriminator's gradient on generated rows is taken through the same private step:
-        # those rows are data-independent given the current models, and each is clipped as a sample
-        generator.eval()
-        with torch.no_grad():
-            fake = _activate(generator(torch.cat([z, fake_cond], dim=1)), spans)
-        generator.train()
-        x = torch.cat([torch.cat([real, real_cond], dim=1), torch.cat([fake, fake_cond], dim=1)], dim=0)
-        is_real = torch.cat([torch.ones(real.shape[0], device=device), torch.zeros(fake_per_step, device=device)])
-        logits = d_model(x).flatten()
-        # non-saturating GAN loss, per sample: -log D(real), -log(1 - D(fake))
-        per_sample = torch.nn.functional.softplus(-logits) * is_real + torch.nn.functional.softplus(logits) * (1 - is_real)
-        d_loss = d_model.step(per_sample)
         steps_done += 1
-        rows_seen += int(real.shape[0])
-
-        if steps_done % cfg.discriminator_steps == 0:
-            z = torch.randn(fake_per_step, cfg.embedding_dim, generator=gen_rng).to(device)
-            c = cond.fake(fake_per_step, gen_rng, device)
-            raw = generator(torch.cat([z, c], dim=1))
-            fake = _activate(raw, spans)
-            with d_model.frozen():
-                d_out = d_model(torch.cat([fake, c], dim=1)).flatten()
-                loss = torch.nn.functional.softplus(-d_out).mean() + _cond_loss(raw, c, cat_spans).mean()
-                g_opt.zero_grad(set_to_none=True)
-                loss.backward()
-            g_opt.step()
-            g_loss = float(loss.item())
+        d_loss, g = gan.step(matrix[idx], cat_codes[idx], cond,
+                             step_generator=steps_done % cfg.discriminator_steps == 0)
+        g_loss = g if g is not None else g_loss
+        rows_seen += int(idx.numel())
         if steps_done % steps_per_epoch == 0 or steps_done == plan.planned_steps:
             epoch = steps_done / steps_per_epoch
             eps_now = plan.epsilon_after(steps_done) if private else float("nan")
-            clock.say(f"dpctgan epoch {epoch:.0f}/{opts.epochs}: D loss {d_loss:.3f}, G loss {g_loss:.3f}, "
-                      f"epsilon {eps_now:.3f}", steps_done / plan.planned_steps)
+            clock.say(f"dpctgan epoch {epoch:.0f}/{plan.planned_steps / steps_per_epoch:.0f}: D loss {d_loss:.3f}, "
+                      f"G loss {g_loss:.3f}, epsilon {eps_now:.3f}", steps_done / plan.planned_steps)
     train_seconds = time.monotonic() - train_started
 
     spent = plan.epsilon_after(steps_done) if private else float("nan")
@@ -462,7 +506,7 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
     if private and steps_done == 0:
         # nothing was trained, but the measurement was made and is charged
         spent = plan.epsilon_after(0)
-    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
+    state = {k: v.detach().cpu().clone() for k, v in gan.generator.state_dict().items()}
     params = {
         **opts.options(),
         "requested_epsilon": spend.epsilon,
@@ -474,7 +518,9 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
         "planned_steps": plan.planned_steps,
         "steps": steps_done,
         "epochs_run": steps_done * plan.sample_rate,
-        "stopped_by_time": clock.stopped_by_time,
+        "steps_for_epochs": planned_by_epochs,
+        "steps_limited_by_time": plan.planned_steps < planned_by_epochs,
+        "probe_seconds_per_step": probe_per_step,
         "preprocess_noise_std": None if not private else float(meas.std),
         "preprocess_l2_sensitivity": None if not private else float(meas.l2_sensitivity),
         "preprocess_history": [list(h) for h in plan.fixed_history],

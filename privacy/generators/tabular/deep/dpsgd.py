@@ -127,12 +127,19 @@ class Plan:
     max_grad_norm: float
     fixed_history: History = field(default_factory=list)
 
-    @classmethod
-    def make(cls, *, epsilon: float, delta: float, noisy_rows: float, batch_size: int, epochs: int,
-             max_grad_norm: float, fixed_history: History) -> "Plan":
+    @staticmethod
+    def rate_and_steps(noisy_rows: float, batch_size: int, epochs: int) -> tuple[float, int]:
+        """The Poisson rate ``batch_size / noisy rows`` and ``ceil(epochs / rate)`` steps."""
         rows = max(float(noisy_rows), 1.0)
         rate = min(1.0, batch_size / rows)
-        steps = max(1, math.ceil(epochs / rate))
+        return rate, max(1, math.ceil(epochs / rate))
+
+    @classmethod
+    def make(cls, *, epsilon: float, delta: float, noisy_rows: float, batch_size: int, epochs: int,
+             max_grad_norm: float, fixed_history: History, steps: int | None = None) -> "Plan":
+        """Calibrate the noise for ``epochs`` (or exactly ``steps``, e.g. from a time limit)."""
+        rate, planned = cls.rate_and_steps(noisy_rows, batch_size, epochs)
+        steps = planned if steps is None else max(1, int(steps))
         sigma = calibrate_sgd(epsilon, delta, rate, steps, fixed_history)
         return cls(epsilon=epsilon, delta=delta, noisy_rows=float(noisy_rows), batch_size=batch_size,
                    sample_rate=rate, planned_steps=steps, noise_multiplier=sigma, max_grad_norm=max_grad_norm,
@@ -263,6 +270,29 @@ class Clock:
     def say(self, message: str, fraction: float | None) -> None:
         if self.progress is not None:
             self.progress(message, fraction)
+
+
+def steps_for_time(time_limit_s: float, elapsed_s: float, planned_steps: int, probe: Callable[[int], None],
+                   probe_steps: int = 4) -> tuple[int, float]:
+    """How many training steps fit in what is left of a time limit, timed on public rows only.
+
+    A wall-clock stop *during* training would make the number of steps (hence the epsilon spent
+    and the model) depend on how long each step took, which depends on the Poisson batch sizes,
+    i.e. on the data. Instead the limit becomes a step count before DP-SGD reads the data:
+    ``probe(k)`` runs ``k`` steps of the same training on rows drawn uniformly from the schema's
+    domain (throwaway models), and the count is 90% of what the remaining time allows at that
+    pace, at most the planned steps, at least one. The noise is then calibrated for that many
+    steps, so the whole budget is still spent (with less noise per step). The training may overrun
+    the limit by the probe's timing error; it is never cut short.
+
+    Returns (steps, seconds per step measured).
+    """
+    probe(1)  # warm-up (allocations, first-call overheads)
+    t0 = time.monotonic()
+    probe(probe_steps)
+    per_step = max((time.monotonic() - t0) / probe_steps, 1e-6)
+    remaining = time_limit_s - elapsed_s - (time.monotonic() - t0)
+    return max(1, min(planned_steps, int(0.9 * remaining / per_step))), per_step
 
 
 def accounting_text(plan: Plan) -> str:

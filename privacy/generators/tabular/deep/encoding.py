@@ -121,8 +121,23 @@ class SchemaEncoder:
     def encode(self, data: pl.DataFrame) -> np.ndarray:
         """An ``(rows, width)`` float32 matrix (one-hots and offsets)."""
         codes, offsets = self.codes_and_offsets(data)
-        out = np.zeros((data.height, self.width), dtype=np.float32)
-        rows = np.arange(data.height)
+        return self.encode_parts(codes, offsets)
+
+    def random_parts(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and offsets of ``n`` rows drawn uniformly from the schema's domain (public, no data).
+
+        Used to time training steps before the data is read (``dpsgd.steps_for_time``).
+        """
+        codes = np.column_stack([rng.integers(0, c.cardinality, size=n) for c in self.discretizer.codecs]) if (
+            self.discretizer.codecs) else np.zeros((n, 0), dtype=np.int64)
+        offsets = rng.uniform(-1.0, 1.0, size=codes.shape)
+        return codes.astype(np.int64), offsets
+
+    def encode_parts(self, codes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """The encoded-row matrix for per-column codes and offsets."""
+        n = codes.shape[0]
+        out = np.zeros((n, self.width), dtype=np.float32)
+        rows = np.arange(n)
         col_index = {c.name: j for j, c in enumerate(self.discretizer.codecs)}
         for span in self.spans:
             j = col_index[span.column]
