@@ -137,6 +137,12 @@ class Policy(_Strict):
     budget: Budget
     holdout_fraction: float = Field(gt=0, lt=1)
     allowed_generators: list[str] = Field(min_length=1)
+    #: the allowed generator the policy recommends by the table's shape (``synthesize --generator
+    #: recommended``): ``mostly_categorical`` when at most half the schema's columns are numeric,
+    #: ``mostly_continuous`` otherwise; the profiles cite bench/deep_tabular.py for their choice
+    recommended_generators: dict[Literal["mostly_categorical", "mostly_continuous"], str] = Field(
+        default_factory=dict
+    )
     #: columns anonymeter's inference attack targets; None means every column
     sensitive_columns: list[str] | None = None
     #: utility target column per source name (``synthesize``/``audit --target`` override)
@@ -144,3 +150,19 @@ class Policy(_Strict):
     thresholds: Thresholds
     audit: AuditSettings
     approvals: Approvals
+
+    @model_validator(mode="after")
+    def _recommended_are_allowed(self) -> "Policy":
+        bad = {k: v for k, v in self.recommended_generators.items() if v not in self.allowed_generators}
+        if bad:
+            raise ValueError(f"recommended_generators names generators the policy does not allow: {bad}")
+        return self
+
+    def recommended_generator(self, numeric_share: float) -> str:
+        """The recommended generator for a table whose share of numeric columns is ``numeric_share``."""
+        shape = "mostly_continuous" if numeric_share > 0.5 else "mostly_categorical"
+        try:
+            return self.recommended_generators[shape]  # type: ignore[index]
+        except KeyError:
+            raise ValueError(f"policy {self.name!r} recommends no generator for {shape.replace('_', ' ')} tables; "
+                             "name one with --generator") from None

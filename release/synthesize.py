@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from privacy.errors import BudgetError, InputError, IntegrityError, PolicyError, SynthgateError
 from privacy.generators.tabular.registry import generator_names, get_generator
-from privacy.ledger import charge
+from privacy.ledger import Charge, charge
 from privacy.schema import Schema
 from privacy.spend import PrivacySpend
 from privacy.split import train_holdout
@@ -42,6 +42,57 @@ class SynthesisRequest:
     requester: str = "steward"
     target: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def recommended_generator(ws: Workspace, source: str) -> str:
+    """The generator the source's policy recommends for its schema's shape (reads no data)."""
+    with ws.transaction() as s:
+        src = get_source(s, source)
+        policy = source_policy(src)
+        schema = Schema.from_dict(json.loads(latest_version(s, src).schema_json))
+    share = sum(c.is_numeric for c in schema.columns) / max(len(schema.columns), 1)
+    try:
+        return policy.recommended_generator(share)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _accounting_kind(generator: str) -> str:
+    return {"mst": "zCDP", "aim": "zCDP", "dpctgan": "RDP, DP-SGD", "dpdiffusion": "RDP, DP-SGD",
+            "patectgan": "PATE moments accountant"}.get(generator, "DP")
+
+
+def check_within(reserved: PrivacySpend, actual: PrivacySpend) -> None:
+    """A generator's reported spend must not exceed what was charged (a generator bug otherwise)."""
+    if actual.epsilon > reserved.epsilon * (1 + 1e-9) or actual.delta > reserved.delta * (1 + 1e-9):
+        raise SynthgateError(
+            f"generator reported epsilon={actual.epsilon:g}, delta={actual.delta:g}, more than the "
+            f"{reserved.epsilon:g}, {reserved.delta:g} charged: refusing the run"
+        )
+
+
+def settle(s: Any, run: Run, reserved: PrivacySpend, actual: PrivacySpend) -> None:
+    """Bring a run's charge down to what its accountant reports for the mechanism actually run.
+
+    The reserved spend was charged before the data was read. A generator whose training stopped
+    early (time limit) or whose calibration landed under the budget reports a smaller (epsilon,
+    delta); the ledger then records a credit row for the difference (charges are append-only) and
+    the run's claim becomes the accountant's figure. A report *above* the reservation is a bug in
+    the generator and fails the run: nothing is credited and the claim is not raised after the fact.
+    """
+    check_within(reserved, actual)
+    tol = 1e-12
+    d_eps = reserved.epsilon - actual.epsilon
+    d_delta = reserved.delta - actual.delta
+    if d_eps <= tol and d_delta <= tol:
+        return
+    s.add(Charge(source_id=run.source_id, run_id=run.id, epsilon=-max(d_eps, 0.0), delta=-max(d_delta, 0.0),
+                 mechanism=f"{run.generator} settlement: accountant reports epsilon {actual.epsilon:.6g}, "
+                           f"delta {actual.delta:.3g} for the training run (reserved {reserved.epsilon:g})"))
+    run.epsilon = actual.epsilon
+    run.delta = actual.delta
+    log_event(s, "budget.settle", run.id, epsilon=actual.epsilon, delta=actual.delta,
+              reserved_epsilon=reserved.epsilon, reserved_delta=reserved.delta)
 
 
 def _new_run_id() -> str:
@@ -93,7 +144,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         target = req.target or policy.targets.get(src.name) or schema.target
         if target is not None and target not in schema.names:
             raise InputError(f"target column {target!r} is not in the schema")
-        charge(s, src, spend, caps_of(policy), run_id=run_id, mechanism=f"{req.generator} (zCDP)")
+        charge(s, src, spend, caps_of(policy), run_id=run_id, mechanism=f"{req.generator} ({_accounting_kind(req.generator)})")
         s.add(
             Run(
                 id=run_id, source_id=src.id, version_id=ver.id, generator=req.generator,
@@ -113,6 +164,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         df = load_verified(data_path, schema, fingerprint)
         train, _holdout = train_holdout(df, policy.holdout_fraction, split_seed)
         fitted = generator.fit(train, schema, spend, progress=progress)
+        check_within(spend, fitted.card.spend)
         n = req.rows if req.rows is not None else min(MAX_ROWS, max(1, int(fitted.estimated_rows)))
         say(f"sampling {n} rows", None)
         synthetic = fitted.sample(n, seed)
@@ -131,9 +183,11 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
             raise SynthgateError(f"synthesis failed (run {run_id} marked failed, budget stays charged): {msg}") from exc
         raise
 
+    actual = fitted.card.spend
     with ws.transaction() as s:
         run = s.get(Run, run_id)
         assert run is not None
+        settle(s, run, spend, actual)
         run.state = "synthesized"
         run.card_json = json.dumps(fitted.card.to_dict(), sort_keys=True, default=str)
         log_event(s, "run.synthesized", run_id, rows=n)

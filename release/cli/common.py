@@ -43,7 +43,32 @@ def emit(data: dict[str, Any] | list[Any], as_json: bool, human: Callable[[], No
         human()
 
 
+_bar: list[Any] = []  # the live progress bar (a rich Progress and its task id), while one runs
+
+
+def _stop_bar() -> None:
+    if _bar:
+        bar, _task = _bar.pop()
+        bar.stop()
+
+
 def progress(message: str, fraction: float | None = None) -> None:
+    """Progress to stderr: a live bar on a terminal for steps with a fraction (training epochs with
+    loss and epsilon spent so far), plain lines otherwise (pipes, CI logs, ``NO_COLOR``)."""
+    if fraction is not None and err_console.is_terminal and not err_console.is_dumb_terminal:
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+        if not _bar:
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                           console=err_console)
+            bar.start()
+            _bar.append((bar, bar.add_task(message, total=1.0)))
+        bar, task = _bar[0]
+        bar.update(task, completed=min(max(fraction, 0.0), 1.0), description=message)
+        if fraction >= 1.0:
+            _stop_bar()
+        return
+    _stop_bar()
     if fraction is None:
         err_console.print(f"[dim]·[/dim] {message}")
     else:
@@ -51,6 +76,7 @@ def progress(message: str, fraction: float | None = None) -> None:
 
 
 def fail_line(message: str) -> None:
+    _stop_bar()
     sys.stderr.write(f"synthgate: error: {message}\n")
 
 

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from privacy.errors import InputError
+from privacy.generators.tabular.registry import DEEP_GENERATORS
 from privacy.infer import DRAFT_WARNING, draft_yaml, infer_schema
 from release.atomic import write_atomic
 from release.cli.common import (
@@ -27,7 +28,7 @@ from release.cli.common import (
 )
 from release.runs import audit, review
 from release.sources import budget_report, register
-from release.synthesize import SynthesisRequest, synthesize
+from release.synthesize import SynthesisRequest, recommended_generator, synthesize
 from release.workspace import init_workspace
 
 
@@ -131,7 +132,9 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 
 @click.command("synthesize")
 @click.argument("source")
-@click.option("--generator", required=True, help="DP generator: mst or aim.")
+@click.option("--generator", required=True,
+              help="DP generator: mst or aim (marginals), dpctgan, dpdiffusion or patectgan (deep), or 'recommended' "
+                   "(the policy's choice for the table's shape: mostly categorical or mostly continuous).")
 @click.option("--epsilon", type=float, required=True, help="Epsilon to spend (charged before the data is read).")
 @click.option("--delta", type=float, default=None, help="Delta (default: the policy's per-release cap).")
 @click.option("--rows", type=int, default=None, help="Rows to sample (default: the model's DP estimate of the train size).")
@@ -139,24 +142,45 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 @click.option("--requester", default=None, help="Who asks for this release (default: $SYNTHGATE_USER or the login name).")
 @click.option("--target", default=None, help="Column the utility audit predicts (default: the policy's or schema's).")
 @click.option("--max-rounds", type=int, default=None, help="AIM: stop after this many rounds, spending the rest in the last.")
-@click.option("--time-limit", type=float, default=None, help="AIM: seconds after which the next round spends the rest.")
+@click.option("--time-limit", type=float, default=None,
+              help="AIM: seconds after which the next round spends the rest. Deep generators: stop training after "
+                   "this many seconds and charge only what the accountant reports for the steps run.")
+@click.option("--epochs", type=int, default=None, help="Deep generators: passes over the data (in expectation).")
+@click.option("--batch-size", type=int, default=None, help="Deep generators: expected batch size of DP-SGD.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Deep generators: where to train (auto: a CUDA GPU when torch sees one, else the CPU).")
 @json_option
 @click.pass_context
 def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: float, delta: float | None,
                    rows: int | None, seed: int | None, requester: str | None, target: str | None,
-                   max_rounds: int | None, time_limit: float | None, as_json: bool) -> None:
+                   max_rounds: int | None, time_limit: float | None, epochs: int | None, batch_size: int | None,
+                   device: str | None, as_json: bool) -> None:
     """Charge the budget, fit a DP generator on the training split, sample synthetic rows.
 
     Example: synthgate synthesize adult --generator mst --epsilon 1
     """
+    if generator == "recommended":
+        generator = recommended_generator(get_workspace(ctx), source)
+        progress(f"the policy recommends {generator!r} for this table's shape", None)
     options: dict[str, object] = {}
+    deep = {"epochs": epochs, "batch_size": batch_size, "device": device}
     if generator == "aim":
         if max_rounds is not None:
             options["max_rounds"] = max_rounds
         if time_limit is not None:
             options["time_limit_s"] = time_limit
-    elif max_rounds is not None or time_limit is not None:
-        raise InputError("--max-rounds and --time-limit apply to the aim generator only")
+    elif max_rounds is not None:
+        raise InputError("--max-rounds applies to the aim generator only")
+    if generator in DEEP_GENERATORS:
+        options.update({k: v for k, v in deep.items() if v is not None})
+        if time_limit is not None:
+            options["time_limit_s"] = time_limit
+    else:
+        given = [f"--{k.replace('_', '-')}" for k, v in deep.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to the deep generators only ({', '.join(DEEP_GENERATORS)})")
+        if time_limit is not None and generator != "aim":
+            raise InputError("--time-limit applies to aim and the deep generators only")
     req = SynthesisRequest(source=source, generator=generator, epsilon=epsilon, delta=delta, rows=rows, seed=seed,
                            requester=requester or _default_requester(), target=target, options=options)
     run_id = synthesize(get_workspace(ctx), req, progress=progress)

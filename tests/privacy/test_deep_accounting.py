@@ -90,3 +90,15 @@ def test_measurements_alone_over_budget_are_refused() -> None:
     pre = calibrate_measurement(1.0, 1e-6)
     with pytest.raises(InputError):
         calibrate_sgd(0.5, 1e-6, 0.01, 100, [(pre, 1.0, 1)])
+
+
+def test_cached_curves_equal_opacus_accountant() -> None:
+    from opacus.accountants import RDPAccountant
+
+    from privacy.generators.tabular.deep.accounting import ORDERS
+
+    history = [(7.0, 1.0, 1), (1.3, 0.02, 800), (1.3, 0.02, 400)]
+    acc = RDPAccountant()
+    acc.history = list(history)
+    eps, _ = acc.get_privacy_spent(delta=1e-6, alphas=ORDERS)
+    assert rdp_epsilon(history, 1e-6) == pytest.approx(eps, rel=1e-12)

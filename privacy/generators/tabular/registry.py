@@ -10,14 +10,23 @@ import polars as pl
 from privacy.errors import InputError
 from privacy.generators.tabular.aim import AIMGenerator
 from privacy.generators.tabular.base import TabularGenerator
+from privacy.generators.tabular.deep.diffusion import DPDiffusionGenerator
+from privacy.generators.tabular.deep.dpctgan import DPCTGANGenerator
+from privacy.generators.tabular.deep.patectgan import PATECTGANGenerator
 from privacy.generators.tabular.mst import MSTGenerator
 from privacy.schema import Schema
 from privacy.spend import PrivacySpend
 
 GENERATORS: dict[str, type] = {
     "aim": AIMGenerator,
+    "dpctgan": DPCTGANGenerator,
+    "dpdiffusion": DPDiffusionGenerator,
     "mst": MSTGenerator,
+    "patectgan": PATECTGANGenerator,
 }
+
+#: generators trained by gradient descent: they take --epochs, --batch-size, --device, --time-limit
+DEEP_GENERATORS = ("dpctgan", "dpdiffusion", "patectgan")
 
 
 def generator_names() -> list[str]:

@@ -245,7 +245,7 @@ def poisson_indices(n: int, rate: float, steps: int, generator: Any) -> Iterator
     import torch
 
     for _ in range(steps):
-        mask = torch.rand(n, generator=generator) < rate
+        mask = torch.rand(n, generator=generator, device=generator.device) < rate
         yield torch.nonzero(mask, as_tuple=False).flatten()
 
 
