@@ -310,7 +310,8 @@ def figures(res: dict[str, Any], twin_speed: float | None) -> dict[str, Any]:
         "sample_s": res.get("sample_s"),
         "epsilon_requested": res.get("epsilon_requested"),
         "epsilon_spent": res.get("epsilon_spent"),
-        "stopped_by_time": bool(params.get("stopped_by_time")),
+        # the time limit set the training length (a step or epoch count fixed before training)
+        "stopped_by_time": bool(params.get("steps_limited_by_time")) or params.get("epochs_for_time_limit") is not None,
         "epochs_run": params.get("epochs_run"),
         "dp_samples_per_second": dp_speed,
         "nonprivate_samples_per_second": twin_speed,
@@ -369,7 +370,7 @@ def table(rows: list[dict[str, Any]], delta: float, one_run: bool) -> str:
         "",
         f"eps: requested epsilon (delta {delta:g}); eps spent: the generator card's epsilon (deep generators charge "
         "the accountant's figure for the steps run, at most the request).",
-        "fit s: wall time of fit on the training split (* = stopped by --time-limit); sample s: drawing as many "
+        "fit s: wall time of fit on the training split (* = training length set by --time-limit, before training); sample s: drawing as many "
         "rows as the training split has. DP samples/s: training "
         "throughput under DP-SGD (card's samples_per_second); non-DP samples/s: the same model and options "
         "trained without DP (fit_nonprivate; measured once per dataset and generator, after the first epsilon's "

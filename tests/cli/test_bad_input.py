@@ -99,7 +99,11 @@ def registered(ws: Path) -> Path:
         (["--generator", "mst", "--epsilon", "1", "--delta", "2"], 2, "delta (2"),
         (["--generator", "mst", "--epsilon", "1", "--rows", "0"], 2, "--rows (0)"),
         (["--generator", "mst", "--epsilon", "5"], 4, "per-release cap 3"),
-        (["--generator", "mst", "--epsilon", "1", "--time-limit", "3"], 2, "aim generator only"),
+        (["--generator", "mst", "--epsilon", "1", "--time-limit", "3"], 2, "aim and the deep generators only"),
+        (["--generator", "mst", "--epsilon", "1", "--max-rounds", "3"], 2, "aim generator only"),
+        (["--generator", "aim", "--epsilon", "1", "--device", "cuda"], 2, "deep generators only"),
+        (["--generator", "dpctgan", "--epsilon", "1", "--batch-size", "1"], 2, "batch size (1)"),
+        (["--generator", "dpctgan", "--epsilon", "1", "--epochs", "0"], 2, "epochs (0)"),
     ],
 )
 def test_synthesize_refusals_change_nothing(registered: Path, args: list[str], code: int, match: str) -> None:

@@ -10,26 +10,15 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from schema_frames import assert_schema_frame
 
 from privacy.errors import InputError
 from privacy.generators.tabular.deep.accounting import rdp_epsilon
 from privacy.generators.tabular.deep.dpctgan import DPCTGANGenerator, measure
 from privacy.generators.tabular.deep.encoding import SchemaEncoder
-from privacy.schema import Schema
 from privacy.spend import PrivacySpend
 
 SPEND = PrivacySpend(epsilon=3.0, delta=1e-6)
-
-
-def assert_schema_frame(out: pl.DataFrame, schema: Schema, n: int) -> None:
-    assert out.height == n and out.columns == schema.names
-    for col in schema.columns:
-        s = out.get_column(col.name)
-        if col.type == "categorical":
-            assert s.dtype == pl.Utf8 and set(s.unique().to_list()) <= set(col.categories)
-        else:
-            assert s.dtype == (pl.Int64 if col.type == "integer" else pl.Float64)
-            assert s.min() >= col.min and s.max() <= col.max
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +132,7 @@ def test_time_limit_becomes_a_step_count_before_training(adult) -> None:
     history = [tuple(h) for h in p["preprocess_history"]] + [(p["noise_multiplier"], p["sample_rate"], p["steps"])]
     assert f.card.spend.epsilon == pytest.approx(rdp_epsilon(history, SPEND.delta), rel=1e-12)
     # soft limit: planned from the probe's pace, never cut short (generous slack for a shared CI machine)
-    assert took < 6.0 * 4
+    assert took < 6.0 * 10
 
 
 @pytest.mark.parametrize(

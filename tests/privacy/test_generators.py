@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from schema_frames import assert_schema_frame
 
 from privacy.errors import InputError
 from privacy.generators.tabular.aim import AIMGenerator
@@ -43,20 +44,6 @@ def mst_fit(adult):
     after = np.random.get_state()
     untouched = np.array_equal(after[1], before[1]) and after[2:] == before[2:]
     return fitted, messages, seconds, untouched
-
-
-def assert_schema_frame(out: pl.DataFrame, schema: Schema, n: int) -> None:
-    assert out.height == n
-    assert out.columns == schema.names
-    for col in schema.columns:
-        s = out.get_column(col.name)
-        if col.type == "categorical":
-            assert s.dtype == pl.Utf8
-            assert set(s.unique().to_list()) <= set(col.categories)
-        else:
-            assert s.dtype == (pl.Int64 if col.type == "integer" else pl.Float64)
-            if n:
-                assert s.min() >= col.min and s.max() <= col.max
 
 
 def total_variation(real: pl.Series, synth: pl.Series) -> float:
@@ -217,8 +204,10 @@ def test_aim_empty_workload_is_refused(small):
 
 
 def test_registry_lists_and_builds_generators():
-    assert generator_names() == ["aim", "mst"]
-    assert set(GENERATORS) == {"aim", "mst"}
+    assert generator_names() == ["aim", "dpctgan", "dpdiffusion", "mst", "patectgan"]
+    assert set(GENERATORS) == set(generator_names())
+    assert get_generator("dpctgan", epochs=2).name == "dpctgan" and get_generator("patectgan").name == "patectgan"
+    assert get_generator("dpdiffusion", batch_size=64).name == "dpdiffusion"
     assert isinstance(get_generator("mst"), MSTGenerator)
     aim = get_generator("aim", max_rounds=2, time_limit_s=30.0)
     assert isinstance(aim, AIMGenerator) and aim.config.max_rounds == 2
@@ -226,7 +215,7 @@ def test_registry_lists_and_builds_generators():
 
 
 def test_registry_rejects_unknown_names_and_options():
-    with pytest.raises(InputError, match=r"^unknown generator 'x' \(known: aim, mst\)$"):
+    with pytest.raises(InputError, match=r"^unknown generator 'x' \(known: aim, dpctgan, dpdiffusion, mst, patectgan\)$"):
         get_generator("x")
     with pytest.raises(InputError, match=r"generator 'mst'.*unexpected keyword argument 'rounds'"):
         get_generator("mst", rounds=3)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from schema_frames import assert_schema_frame
 
 import privacy.generators.tabular.deep.patectgan as pg
 from privacy.errors import InputError
@@ -83,21 +84,6 @@ def fitted(small, single_thread):
         and torch.equal(torch.random.get_rng_state(), torch_before)
     )
     return model, messages, seconds, untouched, teacher_ids
-
-
-def assert_schema_frame(out: pl.DataFrame, schema: Schema, n: int) -> None:
-    assert out.height == n
-    assert out.columns == schema.names
-    for col in schema.columns:
-        s = out.get_column(col.name)
-        if col.type == "categorical":
-            assert s.dtype == pl.Utf8
-            assert set(s.unique().to_list()) <= set(col.categories)
-        else:
-            assert s.dtype == (pl.Int64 if col.type == "integer" else pl.Float64)
-            if n:
-                assert col.min is not None and col.max is not None
-                assert float(s.min()) >= col.min and float(s.max()) <= col.max  # type: ignore[arg-type]
 
 
 def total_variation(real: pl.Series, synth: pl.Series) -> float:
@@ -210,7 +196,7 @@ def test_time_limit_becomes_an_epoch_count_before_training(small, single_thread)
     assert p["votes"] == p["planned_votes"] == p["epochs"] * p["student_iters"] * OPTIONS["batch_size"]
     assert p["epsilon_training_spent"] == pytest.approx(p["epsilon_training_budget"], rel=1e-6)
     assert model.card.spend.epsilon <= SPEND.epsilon
-    assert took < 4.0 * 4  # soft limit: planned from the probe's pace, generous slack for shared CI
+    assert took < 4.0 * 10  # soft limit: planned from the probe pace, generous slack for a loaded machine
 
 
 # --- the accountant ---------------------------------------------------------------------------------

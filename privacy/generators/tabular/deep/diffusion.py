@@ -66,7 +66,6 @@ import math
 import secrets
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -78,6 +77,7 @@ from privacy.generators.tabular.base import GeneratorCard, Progress
 from privacy.generators.tabular.deep.accounting import ACCOUNTANT, ORDERS
 from privacy.generators.tabular.deep.dpsgd import (
     Clock,
+    FittedTorchModel,
     Measurement,
     Plan,
     PrivateModule,
@@ -87,6 +87,7 @@ from privacy.generators.tabular.deep.dpsgd import (
     gaussian_measurement,
     poisson_indices,
     resolve_device,
+    shuffled_batches,
     steps_for_time,
     torch_versions,
 )
@@ -675,7 +676,7 @@ def _train(pre: Pretraining, *, private: bool, clock: Clock) -> TrainResult:
         batches = poisson_indices(n, plan.sample_rate, plan.planned_steps, cpu_gen)
         steps_per_epoch = plan.planned_steps / opts.epochs
     else:
-        batches = _shuffled_batches(n, opts.batch_size, plan.planned_steps, cpu_gen)
+        batches = shuffled_batches(n, opts.batch_size, plan.planned_steps, cpu_gen)
         steps_per_epoch = max(1, math.ceil(n / opts.batch_size))
     meter = EpsilonMeter(plan) if private else None
     steps = records = 0
@@ -705,50 +706,18 @@ def _train(pre: Pretraining, *, private: bool, clock: Clock) -> TrainResult:
     return TrainResult(state=state, steps=steps, records=records, seconds=seconds, last_loss=last_loss)
 
 
-def _shuffled_batches(n: int, batch_size: int, steps: int, generator: Any) -> Iterator[Any]:
-    """Non-private twin: shuffled fixed-size batches, epoch after epoch."""
-    import torch
-
-    done = 0
-    while done < steps and n > 0:
-        perm = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            if done >= steps:
-                return
-            yield perm[start:start + batch_size]
-            done += 1
-
-
 # --- the fitted model and the generator ------------------------------------------------------------
 
 
-@dataclass
-class FittedDiffusion:
+@dataclass(kw_only=True)
+class FittedDiffusion(FittedTorchModel):
     """The trained denoiser (CPU state dict), its options and public encoder, the noisy count, the card."""
 
-    card: GeneratorCard
     options: DiffusionOptions
     encoder: SchemaEncoder
-    state: dict[str, Any]
-    noisy_rows: float
-    _model: Any = field(default=None, repr=False, compare=False)
 
-    @property
-    def estimated_rows(self) -> int:
-        return max(0, int(round(self.noisy_rows)))
-
-    def __getstate__(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["_model"] = None
-        return d
-
-    def _denoiser(self) -> Any:
-        if self._model is None:
-            model = build_denoiser(self.encoder.width, self.options, init_seed=None)
-            model.load_state_dict(self.state)
-            model.eval()
-            self._model = model
-        return self._model
+    def _build(self) -> Any:
+        return build_denoiser(self.encoder.width, self.options, init_seed=None)
 
     def sample(self, n: int, seed: int) -> pl.DataFrame:
         """``n`` rows with the schema's columns and dtypes; the same seed gives the same rows."""
@@ -759,7 +728,7 @@ class FittedDiffusion:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InputError(f"seed ({seed}) must be an integer >= 0")
         n = int(n)
-        model = self._denoiser()
+        model = self.module()
         layout = Layout.from_encoder(self.encoder)
         lay = layout.tensors("cpu")
         sch = make_schedule(self.options.timesteps, self.options.schedule)

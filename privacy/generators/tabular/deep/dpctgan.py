@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,7 @@ from privacy.generators.tabular.base import GeneratorCard, Progress
 from privacy.generators.tabular.deep.accounting import ACCOUNTANT
 from privacy.generators.tabular.deep.dpsgd import (
     Clock,
+    FittedTorchModel,
     Plan,
     PrivateModule,
     accounting_text,
@@ -64,6 +65,7 @@ from privacy.generators.tabular.deep.dpsgd import (
     gaussian_measurement,
     poisson_indices,
     resolve_device,
+    shuffled_batches,
     steps_for_time,
     torch_versions,
 )
@@ -292,34 +294,16 @@ class _GAN:
         return d_loss, float(loss.item())
 
 
-@dataclass
-class FittedDPCTGAN:
+@dataclass(kw_only=True)
+class FittedDPCTGAN(FittedTorchModel):
     """The trained generator (weights on the CPU), its public encoder and conditional sampler."""
 
-    card: GeneratorCard
     encoder: SchemaEncoder
     cond: CondSampler
     config: Config
-    state: dict[str, Any]
-    noisy_rows: float
-    _model: Any = field(default=None, repr=False, compare=False)
 
-    @property
-    def estimated_rows(self) -> int:
-        return max(0, int(round(self.noisy_rows)))
-
-    def __getstate__(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["_model"] = None
-        return d
-
-    def _generator(self) -> Any:
-        if self._model is None:
-            gen, _ = _build_models(self.encoder, self.config)
-            gen.load_state_dict(self.state)
-            gen.eval()
-            self._model = gen
-        return self._model
+    def _build(self) -> Any:
+        return _build_models(self.encoder, self.config)[0]
 
     def sample(self, n: int, seed: int) -> pl.DataFrame:
         """``n`` rows, deterministic given ``seed`` (post-processing; no budget)."""
@@ -327,7 +311,7 @@ class FittedDPCTGAN:
 
         if n < 0:
             raise InputError("cannot sample a negative number of rows")
-        gen = self._generator()
+        gen = self.module()
         tg = torch.Generator().manual_seed(int(seed) % 2**63)
         rng = np.random.default_rng(seed)
         outs = []
@@ -484,7 +468,7 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
     if private:
         batches = poisson_indices(n, plan.sample_rate, plan.planned_steps, gen_rng)
     else:
-        batches = _shuffled_batches(n, opts.batch_size, plan.planned_steps, gen_rng)
+        batches = shuffled_batches(n, opts.batch_size, plan.planned_steps, gen_rng)
     train_started = time.monotonic()
     for idx in batches:
         idx = idx.to(device)
@@ -556,17 +540,3 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
             unit_of_privacy="none: NOT differentially private", notes=notes,
         )
     return FittedDPCTGAN(card=card, encoder=encoder, cond=cond, config=cfg, state=state, noisy_rows=noisy_rows)
-
-
-def _shuffled_batches(n: int, batch_size: int, steps: int, generator: Any) -> Any:
-    """Non-private twin: shuffled fixed-size batches (epoch after epoch)."""
-    import torch
-
-    done = 0
-    while done < steps:
-        perm = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            if done >= steps:
-                return
-            yield perm[start:start + batch_size]
-            done += 1

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from privacy.errors import InputError
+from privacy.generators.tabular.base import GeneratorCard
 from privacy.generators.tabular.deep.accounting import (
     ACCOUNTANT,
     History,
@@ -238,6 +239,56 @@ class PrivateModule:
     def plain_module(self) -> Any:
         """The underlying ``nn.Module`` (without opacus' wrapper)."""
         return getattr(self.module, "_module", self.module)
+
+
+def shuffled_batches(n: int, batch_size: int, steps: int, generator: Any) -> Iterator[Any]:
+    """Non-private twins only: shuffled fixed-size batches, epoch after epoch (NOT a DP sampler)."""
+    import torch
+
+    done = 0
+    while done < steps and n > 0:
+        perm = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            if done >= steps:
+                return
+            yield perm[start:start + batch_size]
+            done += 1
+
+
+@dataclass(kw_only=True)
+class FittedTorchModel:
+    """What a fitted neural generator keeps: its card, weights (CPU tensors) and DP row count.
+
+    The torch module is rebuilt from the weights on first use and never pickled (the fitted object
+    pickles with the standard library: audits refit in worker processes, runs store the model).
+    """
+
+    card: GeneratorCard
+    state: dict[str, Any]
+    noisy_rows: float
+    _model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def estimated_rows(self) -> int:
+        return max(0, int(round(self.noisy_rows)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["_model"] = None
+        return d
+
+    def _build(self) -> Any:
+        """A fresh module with this model's architecture (subclasses)."""
+        raise NotImplementedError
+
+    def module(self) -> Any:
+        """The trained module in eval mode, built once."""
+        if self._model is None:
+            model = self._build()
+            model.load_state_dict(self.state)
+            model.eval()
+            self._model = model
+        return self._model
 
 
 def poisson_indices(n: int, rate: float, steps: int, generator: Any) -> Iterator[Any]:

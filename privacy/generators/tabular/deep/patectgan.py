@@ -107,6 +107,7 @@ import polars as pl
 
 from privacy.errors import InputError
 from privacy.generators.tabular.base import GeneratorCard, Progress
+from privacy.generators.tabular.deep.dpsgd import resolve_device
 from privacy.generators.tabular.discretize import ColumnCodec
 from privacy.generators.tabular.marginal import _GLOBALS_LOCK, quiet, report
 from privacy.schema import Schema
@@ -838,16 +839,6 @@ def _all_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
-def _resolve_device(option: str) -> Any:
-    import torch
-
-    if option == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if option == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda': torch sees no CUDA GPU on this machine (use auto or cpu)")
-    return torch.device(option)
-
-
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -930,7 +921,7 @@ class PATECTGANGenerator:
         encoding, plan = self.plan(schema, spend)
         if data.height == 0:
             raise InputError("the training data has no rows")
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         matrix, codes = encoding.encode(data)
         import torch
 
