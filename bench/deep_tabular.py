@@ -311,7 +311,7 @@ def figures(res: dict[str, Any], twin_speed: float | None) -> dict[str, Any]:
         "epsilon_requested": res.get("epsilon_requested"),
         "epsilon_spent": res.get("epsilon_spent"),
         # the time limit set the training length (a step or epoch count fixed before training)
-        "stopped_by_time": bool(params.get("steps_limited_by_time")) or params.get("epochs_for_time_limit") is not None,
+        "stopped_by_time": bool(params.get("steps_limited_by_time") or params.get("epochs_limited_by_time")),
         "epochs_run": params.get("epochs_run"),
         "dp_samples_per_second": dp_speed,
         "nonprivate_samples_per_second": twin_speed,

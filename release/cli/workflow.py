@@ -159,9 +159,9 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
 
     Example: synthgate synthesize adult --generator mst --epsilon 1
     """
-    if generator == "recommended":
+    recommended = generator == "recommended"
+    if recommended:
         generator = recommended_generator(get_workspace(ctx), source)
-        progress(f"the policy recommends {generator!r} for this table's shape", None)
     options: dict[str, object] = {}
     deep = {"epochs": epochs, "batch_size": batch_size, "device": device}
     if generator == "aim":
@@ -178,9 +178,12 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
     else:
         given = [f"--{k.replace('_', '-')}" for k, v in deep.items() if v is not None]
         if given:
-            raise InputError(f"{', '.join(given)} apply to the deep generators only ({', '.join(DEEP_GENERATORS)})")
+            raise InputError(f"{', '.join(given)} apply to the deep generators only ({', '.join(DEEP_GENERATORS)}); "
+                             f"the generator is {generator}")
         if time_limit is not None and generator != "aim":
             raise InputError("--time-limit applies to aim and the deep generators only")
+    if recommended:
+        progress(f"the policy recommends {generator!r} for this table's shape", None)
     req = SynthesisRequest(source=source, generator=generator, epsilon=epsilon, delta=delta, rows=rows, seed=seed,
                            requester=requester or _default_requester(), target=target, options=options)
     run_id = synthesize(get_workspace(ctx), req, progress=progress)

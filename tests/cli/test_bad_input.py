@@ -104,6 +104,8 @@ def registered(ws: Path) -> Path:
         (["--generator", "aim", "--epsilon", "1", "--device", "cuda"], 2, "deep generators only"),
         (["--generator", "dpctgan", "--epsilon", "1", "--batch-size", "1"], 2, "batch size (1)"),
         (["--generator", "dpctgan", "--epsilon", "1", "--epochs", "0"], 2, "epochs (0)"),
+        # the default policy recommends mst for Adult's shape: deep options are then refused
+        (["--generator", "recommended", "--epsilon", "1", "--epochs", "3"], 2, "deep generators only"),
     ],
 )
 def test_synthesize_refusals_change_nothing(registered: Path, args: list[str], code: int, match: str) -> None:

@@ -57,3 +57,23 @@ def test_unknown_profile_name_is_refused():
     data["audit"]["membership_required"] = "paranoid"
     with pytest.raises(ValidationError):
         Policy.model_validate(yaml.safe_load(yaml.safe_dump(data)))
+
+
+@pytest.mark.parametrize("name", ["default", "health", "finance"])
+def test_profiles_recommend_an_allowed_generator_by_table_shape(name):
+    p = load_policy(name)
+    assert {"dpctgan", "dpdiffusion", "patectgan"} <= set(p.allowed_generators)
+    assert p.recommended_generator(0.2) in p.allowed_generators
+    assert p.recommended_generator(0.9) == p.recommended_generators["mostly_continuous"]
+
+
+def test_recommendation_must_be_allowed_and_present():
+    data = load_policy("finance").model_dump()
+    data["recommended_generators"] = {"mostly_continuous": "dpgan"}
+    with pytest.raises(ValidationError, match="does not allow"):
+        Policy.model_validate(data)
+    data["recommended_generators"] = {"mostly_continuous": "dpdiffusion"}
+    p = Policy.model_validate(data)
+    assert p.recommended_generator(0.51) == "dpdiffusion"
+    with pytest.raises(ValueError, match="recommends no generator for mostly categorical tables"):
+        p.recommended_generator(0.5)

@@ -153,6 +153,7 @@ def test_card_charges_the_accountants_figure(fitted):
     assert p["requested_epsilon"] == SPEND.epsilon and p["delta"] == SPEND.delta
     assert p["teachers"] == 3 and p["epochs_run"] == 30 and p["generator_steps"] == 30
     assert p["teacher_steps"] == 30 * p["teacher_iters"] * 3 and p["epochs_for_time_limit"] is None
+    assert not p["epochs_limited_by_time"]
     assert "PATE moments accountant" in p["accountant"] and "PATE moments accountant" in card.accounting
     assert card.unit_of_privacy == "one record of the training split; add/remove-one neighbouring datasets"
     assert card.domain_sources["categories and one-hot widths"] == "schema"
@@ -190,7 +191,7 @@ def test_time_limit_becomes_an_epoch_count_before_training(small, single_thread)
     model = PATECTGANGenerator(**{**OPTIONS, "epochs": 500}, time_limit_s=4.0).fit(df, schema, SPEND)
     took = time.monotonic() - started
     p = model.card.parameters
-    assert p["epochs_for_time_limit"] < 500 and p["probe_seconds_per_epoch"] > 0
+    assert p["epochs_for_time_limit"] < 500 and p["epochs_limited_by_time"] and p["probe_seconds_per_epoch"] > 0
     # the plan was re-made for the epochs that fit: every planned vote is cast, the budget is spent
     assert p["epochs_run"] == p["epochs"] == p["epochs_for_time_limit"]
     assert p["votes"] == p["planned_votes"] == p["epochs"] * p["student_iters"] * OPTIONS["batch_size"]

@@ -826,7 +826,7 @@ def _parameters(pre: Pretraining, result: TrainResult, clock: Clock, *, private:
         "noisy_rows": plan.noisy_rows,
         "planned_steps": plan.planned_steps,
         "steps": result.steps,
-        "epochs_run": result.steps / plan.planned_steps * opts.epochs,
+        "epochs_run": result.steps * plan.sample_rate,  # passes over the data, in expectation
         "architecture": opts.architecture(pre.encoder.width),
         "encoding_width": pre.encoder.width,
         "device_used": str(resolve_device(opts.device)),

@@ -983,6 +983,7 @@ class PATECTGANGenerator:
                 "preprocess_share": self.preprocess_share,
                 "time_limit_s": self.time_limit_s,
                 "epochs_for_time_limit": epochs_for_time,
+                "epochs_limited_by_time": epochs_for_time is not None and epochs_for_time < self.epochs,
                 "probe_seconds_per_epoch": probe_seconds,
                 "device": str(device),
                 "generator_loss": result.generator_loss,
