@@ -29,6 +29,7 @@ import contextlib
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -204,14 +205,17 @@ class PrivateModule:
     def step(self, loss_per_sample: Any) -> float:
         """One optimiser step on per-sample losses (each sample's gradient clipped, then noise)."""
         self.optimizer.zero_grad(set_to_none=True)
-        if not self.private:
-            loss_per_sample.mean().backward()
-        elif self.mode == "ghost":
-            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+        with warnings.catch_warnings():
+            # opacus' hooks warn that no *input* requires a gradient (true and harmless: inputs are data)
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            if not self.private:
+                loss_per_sample.mean().backward()
+            elif self.mode == "ghost":
+                from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
-            DPTensorFastGradientClipping(self.module, self.optimizer, loss_per_sample, "sum").backward()
-        else:
-            loss_per_sample.sum().backward()
+                DPTensorFastGradientClipping(self.module, self.optimizer, loss_per_sample, "sum").backward()
+            else:
+                loss_per_sample.sum().backward()
         self.optimizer.step()
         return float(loss_per_sample.detach().mean().item()) if loss_per_sample.numel() else 0.0
 
