@@ -89,3 +89,17 @@ def test_deep_options_are_refused_for_marginal_generators(deep_ws: tuple[Path, P
     assert res.exit_code != 0 and "batch size" in res.stderr and "Traceback" not in res.output
     # refused before the charge
     assert _json(ws, "budget", "adult")["spent_epsilon"] == before
+
+
+def test_a_generator_reporting_more_than_was_charged_is_refused() -> None:
+    from privacy.errors import SynthgateError
+    from privacy.spend import PrivacySpend
+    from release.synthesize import check_within
+
+    charged = PrivacySpend(epsilon=1.0, delta=1e-9)
+    check_within(charged, PrivacySpend(epsilon=0.98, delta=1e-9))
+    check_within(charged, charged)
+    with pytest.raises(SynthgateError, match="more than the 1, 1e-09 charged"):
+        check_within(charged, PrivacySpend(epsilon=1.01, delta=1e-9))
+    with pytest.raises(SynthgateError):
+        check_within(charged, PrivacySpend(epsilon=1.0, delta=2e-9))
