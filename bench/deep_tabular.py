@@ -33,8 +33,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import multiprocessing as mp
-import queue
 import sys
 import time
 import traceback
@@ -46,7 +44,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from membership import TreeSampler, _ci, _f, _log, _machine, _metric, _peak_mb  # noqa: E402
+from membership import _ci, _f, _log, _machine, _metric, _peak_mb  # noqa: E402
+from membership import in_process as membership_in_process  # noqa: E402
 
 DELTA = 1e-9
 SPLIT_SEED = 0
@@ -267,26 +266,8 @@ def _run_twin(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def in_process(args: dict[str, Any]) -> dict[str, Any]:
-    """Run one configuration in a spawned process; an error or a killed child becomes ``{"error": ...}``."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=run_config, args=(args, q))
-    p.start()
-    sampler = TreeSampler(p.pid)  # type: ignore[arg-type]
-    sampler.start()
-    res: dict[str, Any] | None = None
-    while res is None:
-        try:
-            res = q.get(timeout=5)
-        except queue.Empty:
-            if not p.is_alive():
-                try:
-                    res = q.get(timeout=5)
-                except queue.Empty:
-                    res = {"error": f"child process ended with exit code {p.exitcode} and no result"}
-    p.join()
-    res["tree_peak_mb"] = sampler.stop()
-    return res
+    """One configuration in a spawned process (``membership.in_process`` with this file's ``run_config``)."""
+    return membership_in_process(args, run_config)
 
 
 # ----------------------------------------------------------------------------- figures and table

@@ -238,11 +238,12 @@ def _run_config(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def in_process(args: dict[str, Any]) -> dict[str, Any]:
-    """Run one configuration in a spawned process; an error or a killed child becomes ``{"error": ...}``."""
+def in_process(args: dict[str, Any], target: Any = None) -> dict[str, Any]:
+    """Run one configuration (``target(args, queue)``, default ``run_config``) in a spawned process;
+    an error or a killed child becomes ``{"error": ...}``."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=run_config, args=(args, q))
+    p = ctx.Process(target=target or run_config, args=(args, q))
     p.start()
     sampler = TreeSampler(p.pid)  # type: ignore[arg-type]
     sampler.start()
