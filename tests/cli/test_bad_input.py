@@ -166,3 +166,16 @@ def test_keys_never_overwritten(tmp_path: Path) -> None:
 def test_bad_bundle_path(tmp_path: Path, ws: Path) -> None:
     res = run("verify", str(tmp_path / "nothing"), "--trust", str(ws / "keys" / "release.pub"))
     assert res.exit_code in (2, 5) and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("generator", ["dpctgan", "dpdiffusion", "patectgan"])
+def test_a_missing_gpu_is_refused_before_the_charge(registered: Path, generator: str) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    res = run("--workspace", str(registered), "synthesize", "adult", "--generator", generator, "--epsilon", "1",
+              "--device", "cuda")
+    _one_line_error(res, 2, "no CUDA GPU")
+    after = json.loads(run("--workspace", str(registered), "budget", "adult", "--json").stdout)
+    assert after["charges"] == [] and after["spent_epsilon"] == 0

@@ -81,8 +81,9 @@ def check_common_options(*, epochs: int, batch_size: int, max_grad_norm: float, 
         raise InputError(f"batch size ({batch_size}) must be an integer in [2, 1000000]")
     if not (isinstance(max_grad_norm, (int, float)) and math.isfinite(max_grad_norm) and max_grad_norm > 0):
         raise InputError(f"max_grad_norm ({max_grad_norm}) must be a finite number > 0")
-    if device not in DEVICES:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    # resolved here, when the generator is built: synthesize builds it before charging the budget,
+    # so asking for a GPU this machine lacks is refused without spending anything
+    resolve_device(device)
     if grad_sample_mode not in GRAD_MODES:
         raise InputError(f"grad_sample_mode must be one of {', '.join(GRAD_MODES)}, not {grad_sample_mode!r}")
     if time_limit_s is not None and not (

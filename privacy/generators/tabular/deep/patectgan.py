@@ -877,6 +877,7 @@ class PATECTGANGenerator:
         self.epochs = epochs
         self.batch_size = batch_size
         self.teachers = teachers
+        resolve_device(device)  # refuse a missing GPU when built, before synthesize charges the budget
         self.device = device
         self.time_limit_s = None if time_limit_s is None else float(time_limit_s)
         self.preprocess_share = float(preprocess_share)
