@@ -9,7 +9,7 @@ AUC ratio for the dataset's target (``audits.utility``), and the fast profile's 
 (DCR share from ``audits.membership``; the DOMIAS AUC with its interval and TPR at FPR 1% from
 ``audits.domias``; the one-run epsilon lower bound from ``audits.one_run`` only with ``--one-run``,
 because it refits the generator once). For the deep generators trained by DP-SGD, the training
-throughput (``card.parameters["samples_per_second"]``) and that of the same model trained without
+throughput (``training_stats["samples_per_second"]``) and that of the same model trained without
 DP (the generator module's ``fit_nonprivate``, NOT differentially private, run once per dataset and
 generator, with the same options, in its own process right after the first epsilon's configuration,
 whose row it joins: both fits start cold), and their ratio
@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 from membership import _ci, _f, _log, _machine, _metric, _peak_mb  # noqa: E402
+from membership import _versions as membership_versions  # noqa: E402
 from membership import in_process as membership_in_process  # noqa: E402
 
 DELTA = 1e-9
@@ -153,8 +154,9 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _speed(card: Any) -> float | None:
-    v = card.parameters.get("samples_per_second")
+def _speed(fitted: Any) -> float | None:
+    """DP-SGD training throughput (kept on the fitted model, off the released card)."""
+    v = getattr(fitted, "training_stats", {}).get("samples_per_second")
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
@@ -228,7 +230,7 @@ def _run_config(args: dict[str, Any]) -> dict[str, Any]:
         "epsilon_spent": spent,
         "delta_spent": float(card.spend.delta),
         "estimated_rows": int(fitted.estimated_rows),
-        "samples_per_second": _speed(card),
+        "samples_per_second": _speed(fitted),
         "card": _jsonable(card.to_dict()),
         "audits": results,
         "fit_peak_mb": fit_peak,
@@ -259,7 +261,7 @@ def _run_twin(args: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     fitted = fit_nonprivate(train, schema, **args["options"])
     fit_s = time.perf_counter() - t0
-    speed = _speed(fitted.card)
+    speed = _speed(fitted)
     _log(label, started, f"{fit_s:.1f}s, {_speed_cell(speed)} samples/s")
     return {"fit_s": fit_s, "samples_per_second": speed, "parameters": _jsonable(fitted.card.parameters),
             "peak_mb": _peak_mb(), "total_s": time.perf_counter() - started}
@@ -353,7 +355,7 @@ def table(rows: list[dict[str, Any]], delta: float, one_run: bool) -> str:
         "the accountant's figure for the steps run, at most the request).",
         "fit s: wall time of fit on the training split (* = training length set by --time-limit, before training); sample s: drawing as many "
         "rows as the training split has. DP samples/s: training "
-        "throughput under DP-SGD (card's samples_per_second); non-DP samples/s: the same model and options "
+        "throughput under DP-SGD (the fitted model's training_stats, not on the released card); non-DP samples/s: the same model and options "
         "trained without DP (fit_nonprivate; measured once per dataset and generator, after the first epsilon's "
         f"configuration, in its own process); ratio: DP / non-DP (issue goal >= {RATIO_GOAL:g}); n/a: not measured "
         "(patectgan is not DP-SGD and has no twin), -: not a DP-SGD generator.",
@@ -370,16 +372,8 @@ def table(rows: list[dict[str, Any]], delta: float, one_run: bool) -> str:
 
 
 def _versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for pkg in ("numpy", "polars", "scikit-learn", "scipy", "joblib", "smartnoise-synth", "mbi", "jax", "torch",
-                "opacus", "sdmetrics", "opendp"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return membership_versions(("numpy", "polars", "scikit-learn", "scipy", "joblib", "smartnoise-synth", "mbi",
+                                "jax", "torch", "opacus", "sdmetrics", "opendp"))
 
 
 def _devices() -> dict[str, Any]:

@@ -44,7 +44,7 @@ def fit_once(generator: str, mode: str, train: Any, schema: Any, options: dict[s
     else:
         cls = {"dpctgan": dpctgan.DPCTGANGenerator, "dpdiffusion": diffusion.DPDiffusionGenerator}[generator]
         fitted = cls(grad_sample_mode=mode, **options).fit(train, schema, PrivacySpend(epsilon=3.0, delta=1e-9))
-    return float(fitted.card.parameters["samples_per_second"])
+    return float(fitted.training_stats["samples_per_second"])
 
 
 def main() -> None:

@@ -395,11 +395,15 @@ def table(rows: list[dict[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def _versions() -> dict[str, str | None]:
+PACKAGES = ("numpy", "polars", "scikit-learn", "scipy", "joblib", "copulas", "smartnoise-synth", "mbi", "jax")
+
+
+def _versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``packages`` (None where absent)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {}
-    for pkg in ("numpy", "polars", "scikit-learn", "scipy", "joblib", "copulas", "smartnoise-synth", "mbi", "jax"):
+    for pkg in packages:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

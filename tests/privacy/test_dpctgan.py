@@ -60,6 +60,9 @@ def test_card_charges_what_the_accountant_reports(fitted) -> None:
     for key in ("noise_multiplier", "sample_rate", "steps", "max_grad_norm", "accountant", "delta"):
         assert key in p
     assert "RDPAccountant" in f.card.accounting
+    # unnoised figures (the exact count of sampled records, real-batch losses) stay off the released card
+    assert not {"records_processed", "samples_per_second", "train_seconds", "d_loss"} & set(p)
+    assert f.training_stats["records_processed"] > 0 and f.training_stats["samples_per_second"] > 0
     assert f.card.domain_sources["conditional sampling frequencies"].startswith("DP")
     assert any("epsilon" in m for m in messages)
 

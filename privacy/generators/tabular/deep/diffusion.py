@@ -812,7 +812,7 @@ class DPDiffusionGenerator:
         )
         clock.say(f"{NAME}: done, epsilon spent {spent:.3f}", 1.0)
         return FittedDiffusion(card=card, options=opts, encoder=pre.encoder, state=result.state,
-                               noisy_rows=pre.noisy_rows)
+                               noisy_rows=pre.noisy_rows, training_stats=_training_stats(result))
 
 
 def _parameters(pre: Pretraining, result: TrainResult, clock: Clock, *, private: bool) -> dict[str, Any]:
@@ -831,6 +831,12 @@ def _parameters(pre: Pretraining, result: TrainResult, clock: Clock, *, private:
         "encoding_width": pre.encoder.width,
         "device_used": str(resolve_device(opts.device)),
         "loss": "T x multinomial posterior KL (-log p(x0|x1) at t=1), mean over variables, + offset-noise MSE",
+    }
+
+
+def _training_stats(result: TrainResult) -> dict[str, Any]:
+    """Unnoised figures of the run (not released: see ``FittedTorchModel.training_stats``)."""
+    return {
         "last_epoch_loss": result.last_loss if math.isfinite(result.last_loss) else None,
         "train_seconds": result.seconds,
         "records_processed": result.records,
@@ -866,4 +872,5 @@ def fit_nonprivate(data: pl.DataFrame, schema: Schema, *, progress: Progress | N
         domain_sources={"row count": "exact (NOT private)"},
         notes=("NOT differentially private: the spend field is a placeholder; never release or charge this",),
     )
-    return FittedDiffusion(card=card, options=opts, encoder=encoder, state=result.state, noisy_rows=float(n))
+    return FittedDiffusion(card=card, options=opts, encoder=encoder, state=result.state, noisy_rows=float(n),
+                           training_stats=_training_stats(result))

@@ -510,8 +510,6 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
         "preprocess_history": [list(h) for h in plan.fixed_history],
         "generated_rows_per_step": fake_per_step,
         "device_used": str(device),
-        "train_seconds": train_seconds,
-        "samples_per_second": rows_seen / train_seconds if train_seconds > 0 else float("nan"),
         "loss": "non-saturating GAN (softplus), conditional cross-entropy on the generator",
     }
     notes = (
@@ -539,4 +537,8 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
             spend=PrivacySpend(epsilon=1.0, delta=0.0), accounting="NOT differentially private (benchmark twin)",
             unit_of_privacy="none: NOT differentially private", notes=notes,
         )
-    return FittedDPCTGAN(card=card, encoder=encoder, cond=cond, config=cfg, state=state, noisy_rows=noisy_rows)
+    # unnoised (exact count of Poisson-sampled records, last losses): kept off the released card
+    stats = {"train_seconds": train_seconds, "records_processed": rows_seen, "d_loss": d_loss, "g_loss": g_loss,
+             "samples_per_second": rows_seen / train_seconds if train_seconds > 0 else float("nan")}
+    return FittedDPCTGAN(card=card, encoder=encoder, cond=cond, config=cfg, state=state, noisy_rows=noisy_rows,
+                         training_stats=stats)

@@ -271,6 +271,10 @@ class FittedTorchModel:
     card: GeneratorCard
     state: dict[str, Any]
     noisy_rows: float
+    #: throughput and losses of the training run, for the steward and the benchmark only: they are
+    #: computed on the real records without noise (the exact number of Poisson-sampled records, a
+    #: loss on the last real batches), so they never enter the card, which the bundle releases
+    training_stats: dict[str, Any] = field(default_factory=dict, compare=False)
     _model: Any = field(default=None, repr=False, compare=False)
 
     @property
