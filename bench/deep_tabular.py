@@ -168,7 +168,7 @@ def _run_config(args: dict[str, Any]) -> dict[str, Any]:
     from audits.one_run import run_one_run
     from audits.utility import run_utility
     from policies import load_policy
-    from privacy.generators.tabular.registry import RegisteredRefitter, get_generator
+    from privacy.generators.registry import RegisteredRefitter, get_generator
     from privacy.spend import PrivacySpend
 
     started = time.perf_counter()

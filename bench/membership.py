@@ -93,7 +93,7 @@ def load_dataset(name: str, adult_path: str, holdout_fraction: float):  # type: 
 
 def make_refitter(generator: str, epsilon: float, aim_options: dict[str, Any]) -> Any:
     from audits.baselines import CARTRefitter, CopyRefitter, GaussianCopulaRefitter, NoisyCopyRefitter
-    from privacy.generators.tabular.registry import RegisteredRefitter
+    from privacy.generators.registry import RegisteredRefitter
 
     if generator == "copy":
         return CopyRefitter()

@@ -137,10 +137,11 @@ class Policy(_Strict):
     budget: Budget
     holdout_fraction: float = Field(gt=0, lt=1)
     allowed_generators: list[str] = Field(min_length=1)
-    #: the allowed generator the policy recommends by the table's shape (``synthesize --generator
-    #: recommended``): ``mostly_categorical`` when at most half the schema's columns are numeric,
-    #: ``mostly_continuous`` otherwise; the profiles cite bench/deep_tabular.py for their choice
-    recommended_generators: dict[Literal["mostly_categorical", "mostly_continuous"], str] = Field(
+    #: the allowed generator the policy recommends by the data's shape (``synthesize --generator
+    #: recommended``): for tables ``mostly_categorical`` when at most half the schema's columns are
+    #: numeric, ``mostly_continuous`` otherwise; ``sequential`` for sequences. The profiles cite
+    #: bench/deep_tabular.py and bench/sequential.py for their choices
+    recommended_generators: dict[Literal["mostly_categorical", "mostly_continuous", "sequential"], str] = Field(
         default_factory=dict
     )
     #: columns anonymeter's inference attack targets; None means every column
@@ -158,11 +159,16 @@ class Policy(_Strict):
             raise ValueError(f"recommended_generators names generators the policy does not allow: {bad}")
         return self
 
-    def recommended_generator(self, numeric_share: float) -> str:
-        """The recommended generator for a table whose share of numeric columns is ``numeric_share``."""
-        shape = "mostly_continuous" if numeric_share > 0.5 else "mostly_categorical"
+    def recommended_generator(self, numeric_share: float, kind: str = "tabular") -> str:
+        """The recommended generator for data of ``kind`` (for tables, by their share of numeric columns)."""
+        if kind == "sequential":
+            shape = "sequential"
+            what = "sequential data"
+        else:
+            shape = "mostly_continuous" if numeric_share > 0.5 else "mostly_categorical"
+            what = f"{shape.replace('_', ' ')} tables"
         try:
             return self.recommended_generators[shape]  # type: ignore[index]
         except KeyError:
-            raise ValueError(f"policy {self.name!r} recommends no generator for {shape.replace('_', ' ')} tables; "
+            raise ValueError(f"policy {self.name!r} recommends no generator for {what}; "
                              "name one with --generator") from None

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import yaml
 
+from privacy.errors import InputError
 from privacy.schema import Column, Schema
+from privacy.sequence_spec import SequenceSpec
 from privacy.table import read_raw
 
 DRAFT_WARNING = (
@@ -25,6 +28,11 @@ DRAFT_WARNING = (
     "or an extreme value can identify a person. Review every domain (replace bounds by public "
     "values, categories by documented lists) and remove 'drafted_from_data' before registering."
 )
+SEQUENCE_DRAFT_WARNING = (
+    DRAFT_WARNING + " For sequences this includes the order bounds, the gap bounds and the per-entity "
+    "event cap (max_events, drafted as the 95th percentile of the sequence lengths): replace them by public "
+    "values (the study period, the protocol's visit schedule) before registering."
+)
 
 _MAX_CATEGORIES = 200
 
@@ -32,34 +40,114 @@ _MAX_CATEGORIES = 200
 def infer_schema(path: str | Path, *, name: str = "") -> Schema:
     """Draft a schema from a CSV or Parquet file (see the module docstring: not private)."""
     raw = read_raw(path)
+    cols = [_infer_column(c, raw.get_column(c), nullable_ok=False) for c in raw.columns]
+    return Schema(columns=tuple(cols), name=name, drafted_from_data=True)
+
+
+def _infer_column(c: str, s: pl.Series, *, nullable_ok: bool) -> Column:
+    txt = s.cast(pl.Utf8, strict=False).str.strip_chars() if s.dtype != pl.Utf8 else s.str.strip_chars()
+    missing = txt.is_null() | (txt == "")
+    non_null = txt.filter(~missing)
+    nullable = nullable_ok and bool(missing.any())
+    as_float = non_null.cast(pl.Float64, strict=False)
+    numeric = non_null.len() > 0 and as_float.null_count() == 0 and non_null.n_unique() > 20
+    if numeric:
+        is_int = bool((as_float.round(0) == as_float).all())
+        lo, hi = float(as_float.min()), float(as_float.max())  # type: ignore[arg-type]
+        if lo == hi:
+            hi = lo + 1
+        if is_int:
+            return Column(name=c, type="integer", min=math.floor(lo), max=math.ceil(hi), nullable=nullable)
+        return Column(name=c, type="float", min=lo, max=hi, nullable=nullable)
+    values = non_null if nullable else txt.fill_null("")
+    cats = sorted(values.unique().to_list(), key=str)[:_MAX_CATEGORIES]
+    return Column(name=c, type="categorical", categories=tuple(str(x) for x in cats) or ("",), nullable=nullable)
+
+
+#: date formats tried, in order, for a sequence's order column
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%Y%m%d", "%y%m%d")
+#: the drafted event cap: this quantile of the entities' sequence lengths, rounded up to a multiple of 8
+_DRAFT_LENGTH_QUANTILE = 0.95
+
+
+def infer_sequence_schema(
+    path: str | Path, *, entity: str, order: str, static: tuple[str, ...] = (), name: str = "",
+    statics_path: str | Path | None = None,
+) -> Schema:
+    """Draft a sequential schema: domains, order bounds, gap bounds and an event cap, all read from
+    the data (see the module docstring: not private). The event cap is the 95th percentile of the
+    sequence lengths rounded up to a multiple of 8, so that a few very long sequences do not set
+    every entity's contribution bound."""
+    raw = read_raw(path)
+    statics_raw = read_raw(statics_path) if statics_path is not None else None
+    for col, what in ((entity, "--entity"), (order, "--order")):
+        if col not in raw.columns:
+            raise InputError(f"{path}: no column {col!r} ({what})")
+    if statics_raw is not None:
+        if entity not in statics_raw.columns:
+            raise InputError(f"{statics_path}: no column {entity!r} (--entity)")
+        static = tuple(c for c in statics_raw.columns if c != entity)
+    else:
+        unknown = [c for c in static if c not in raw.columns or c in (entity, order)]
+        if unknown:
+            raise InputError(f"{path}: --static names unknown or key columns: {', '.join(unknown)}")
+    keys = raw.get_column(entity).cast(pl.Utf8, strict=False).str.strip_chars()
+    txt = raw.get_column(order).cast(pl.Utf8, strict=False).str.strip_chars()
+    if txt.null_count() or bool((txt == "").any()) or keys.null_count():
+        raise InputError(f"{path}: the entity and order columns must have no missing values")
+    as_float = txt.cast(pl.Float64, strict=False)
+    if as_float.null_count() == 0 and bool((as_float.round(0) == as_float).all()) and not _looks_like_date(txt):
+        otype: Literal["integer", "date"] = "integer"
+        fmt = "%Y-%m-%d"
+        values = as_float.cast(pl.Int64)
+    else:
+        otype = "date"
+        for fmt in _DATE_FORMATS:
+            parsed = txt.str.strptime(pl.Date, fmt, strict=False)
+            if parsed.null_count() == 0:
+                values = parsed.cast(pl.Int64)
+                break
+        else:
+            raise InputError(f"{path}: order column {order!r} is neither integers nor dates in a known format")
+    frame = pl.DataFrame({"k": keys, "o": values})
+    gaps = frame.select(pl.col("o").diff().over("k")).get_column("o").drop_nulls()
+    lengths = frame.group_by("k").len().get_column("len")
+    ties = bool((gaps == 0).any())
+    lo, hi = int(values.min()), int(values.max())  # type: ignore[arg-type]
+    if lo == hi:
+        hi = lo + 1
+    gap_max = max(int(gaps.max()) if gaps.len() else 1, 1)  # type: ignore[arg-type]
+    cap = int(math.ceil(float(lengths.quantile(_DRAFT_LENGTH_QUANTILE, "higher") or 1) / 8) * 8)
+    spec = SequenceSpec(
+        entity=entity, order=order, order_type=otype, date_format=fmt, order_min=lo, order_max=hi,
+        gap_min=0 if ties else 1, gap_max=min(gap_max, hi - lo), ties=ties, max_events=max(cap, 1),
+        static=tuple(static),
+    )
     cols = []
     for c in raw.columns:
-        s = raw.get_column(c)
-        txt = s.cast(pl.Utf8, strict=False).str.strip_chars() if s.dtype != pl.Utf8 else s.str.strip_chars()
-        non_null = txt.drop_nulls().filter(txt.drop_nulls() != "")
-        as_float = non_null.cast(pl.Float64, strict=False)
-        numeric = non_null.len() > 0 and as_float.null_count() == 0 and non_null.n_unique() > 20
-        if numeric:
-            is_int = bool((as_float.round(0) == as_float).all())
-            lo, hi = float(as_float.min()), float(as_float.max())  # type: ignore[arg-type]
-            if lo == hi:
-                hi = lo + 1
-            if is_int:
-                cols.append(Column(name=c, type="integer", min=math.floor(lo), max=math.ceil(hi)))
-            else:
-                cols.append(Column(name=c, type="float", min=lo, max=hi))
-        else:
-            cats = sorted(txt.fill_null("").unique().to_list(), key=str)
-            cats = cats[:_MAX_CATEGORIES]
-            cols.append(Column(name=c, type="categorical", categories=tuple(str(x) for x in cats)))
-    return Schema(columns=tuple(cols), name=name, drafted_from_data=True)
+        if c in (entity, order) or (statics_raw is not None and c in static):
+            continue
+        cols.append(_infer_column(c, raw.get_column(c), nullable_ok=True))
+    if statics_raw is not None:
+        cols += [_infer_column(c, statics_raw.get_column(c), nullable_ok=True) for c in static]
+    return Schema(columns=tuple(cols), name=name, drafted_from_data=True, kind="sequential", sequence=spec)
+
+
+def _looks_like_date(txt: pl.Series) -> bool:
+    """Eight- or six-digit integers that all parse as dates (19930101, 930101) are dates."""
+    lengths = txt.str.len_chars()
+    if not bool(((lengths == 8) | (lengths == 6)).all()):
+        return False
+    fmt = "%Y%m%d" if bool((lengths == 8).all()) else "%y%m%d"
+    return txt.str.strptime(pl.Date, fmt, strict=False).null_count() == 0
 
 
 def draft_yaml(schema: Schema) -> str:
     """The drafted schema as YAML, with the warning as a comment block and as a key."""
-    banner = "\n".join("# " + line for line in _wrap(DRAFT_WARNING))
+    warning = SEQUENCE_DRAFT_WARNING if schema.is_sequential else DRAFT_WARNING
+    banner = "\n".join("# " + line for line in _wrap(warning))
     body = schema.to_dict()
-    body = {"warning": DRAFT_WARNING, **body}
+    body = {"warning": warning, **body}
     return banner + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
 
 

@@ -16,11 +16,13 @@ from typing import Any, Literal
 import yaml
 
 from privacy.errors import InputError
+from privacy.sequence_spec import SequenceSpec
 
 ColumnType = Literal["categorical", "integer", "float"]
 _TYPES = ("categorical", "integer", "float")
-_COLUMN_KEYS = {"type", "categories", "other", "min", "max", "bins", "cuts", "description"}
-_SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warning", "description"}
+_COLUMN_KEYS = {"type", "categories", "other", "min", "max", "bins", "cuts", "description", "nullable"}
+_SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warning", "description", "sequence"}
+KINDS = ("tabular", "sequential")
 DEFAULT_BINS = 16
 
 
@@ -44,10 +46,15 @@ class Column:
     #: bins are [min, c1), [c1, c2), ..., [ck, max]. Lets a steward give a value such as 0 a bin of
     #: its own from public knowledge (most people report no capital gain) without reading the data.
     cuts: tuple[float, ...] = ()
+    #: Missing values allowed (sequential data only, so far): a missing value is a state of its own
+    #: for every generator and audit (a lab test not taken is information), never imputed.
+    nullable: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
         where = f"schema column {self.name!r}"
+        if not isinstance(self.nullable, bool):
+            raise InputError(f"{where}: 'nullable' must be true or false")
         if self.type not in _TYPES:
             raise InputError(f"{where}: unknown type {self.type!r} (expected one of {', '.join(_TYPES)})")
         if self.type == "categorical":
@@ -114,6 +121,8 @@ class Column:
                 out["cuts"] = [_num(c) for c in self.cuts]
             else:
                 out["bins"] = self.bins
+        if self.nullable:
+            out["nullable"] = True
         return out
 
 
@@ -128,7 +137,9 @@ class Schema:
     """The public description of a table. Immutable; validated at construction."""
 
     columns: tuple[Column, ...]
-    kind: Literal["tabular"] = "tabular"
+    kind: Literal["tabular", "sequential"] = "tabular"
+    #: ``kind: sequential`` only: the entity key, the order column and the contribution bounds.
+    sequence: SequenceSpec | None = None
     name: str = ""
     #: The column a utility audit predicts, if the steward names one.
     target: str | None = None
@@ -138,8 +149,10 @@ class Schema:
     _index: dict[str, Column] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind != "tabular":
-            raise InputError(f"schema kind {self.kind!r} is not supported yet (only 'tabular')")
+        if self.kind == "graph":
+            raise InputError("schema kind 'graph' is not supported yet (supported: tabular, sequential)")
+        if self.kind not in KINDS:
+            raise InputError(f"unknown schema kind {self.kind!r} (supported: {', '.join(KINDS)})")
         if not self.columns:
             raise InputError("schema has no columns")
         names = [c.name for c in self.columns]
@@ -147,11 +160,47 @@ class Schema:
             raise InputError("schema has duplicate column names")
         if self.target is not None and self.target not in names:
             raise InputError(f"schema target {self.target!r} is not a column")
+        if self.kind == "tabular":
+            if self.sequence is not None:
+                raise InputError("a tabular schema takes no 'sequence' block (set kind: sequential)")
+            nullable = [c.name for c in self.columns if c.nullable]
+            if nullable:
+                raise InputError(
+                    f"schema columns {', '.join(nullable)}: missing values ('nullable') are supported for "
+                    f"sequential data only, not yet for tables"
+                )
+        else:
+            if self.sequence is None:
+                raise InputError("a sequential schema needs a 'sequence' block (entity, order, max_events)")
+            self.sequence.check_columns(names)
+            if self.target is not None and self.target not in self.sequence.static:
+                raise InputError(f"schema target {self.target!r} must be a static (per-entity) column")
         self._index.update({c.name: c for c in self.columns})
 
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def is_sequential(self) -> bool:
+        return self.kind == "sequential"
+
+    @property
+    def seq(self) -> SequenceSpec:
+        """The sequence block; ``InputError`` for a schema of another kind."""
+        if self.sequence is None:
+            raise InputError(f"a {self.kind} schema has no sequence block")
+        return self.sequence
+
+    @property
+    def static_columns(self) -> list[Column]:
+        """Sequential: the per-entity columns, in schema order."""
+        return [c for c in self.columns if c.name in self.seq.static]
+
+    @property
+    def event_columns(self) -> list[Column]:
+        """Sequential: the per-event columns, in schema order."""
+        return [c for c in self.columns if c.name not in self.seq.static]
 
     def column(self, name: str) -> Column:
         try:
@@ -169,6 +218,8 @@ class Schema:
             out["target"] = self.target
         if self.drafted_from_data:
             out["drafted_from_data"] = True
+        if self.sequence is not None:
+            out["sequence"] = self.sequence.to_dict()
         out["columns"] = {c.name: c.to_dict() for c in self.columns}
         return out
 
@@ -211,14 +262,18 @@ class Schema:
                         max=None if spec.get("max") is None else float(spec["max"]),
                         bins=spec.get("bins", DEFAULT_BINS),
                         cuts=tuple(float(x) for x in cuts),
+                        nullable=spec.get("nullable", False),
                         description=str(spec.get("description", "")),
                     )
                 )
             except (TypeError, ValueError) as exc:
                 raise InputError(f"schema column {name!r}: {exc}") from exc
+        kind = raw.get("kind", "tabular")
+        seq_raw = raw.get("sequence")
         return cls(
             columns=tuple(columns),
-            kind=raw.get("kind", "tabular"),
+            kind=kind,
+            sequence=None if seq_raw is None else SequenceSpec.from_dict(seq_raw),
             name=str(raw.get("name", "")),
             target=raw.get("target"),
             drafted_from_data=bool(raw.get("drafted_from_data", False)),

@@ -126,21 +126,22 @@ def conform(df: pl.DataFrame, schema: Schema, *, path_hint: str = "data") -> tup
     out = []
     for col in schema.columns:
         s = df.get_column(col.name)
-        out.append(_conform_column(s, col, path_hint, clipped, mapped))
+        out.append(conform_column(s, col, path_hint, clipped, mapped))
     result = pl.DataFrame(out)
     return result, ConformReport(rows=result.height, clipped=clipped, mapped_to_other=mapped)
 
 
-def _conform_column(
+def conform_column(
     s: pl.Series, col: Column, path_hint: str, clipped: dict[str, int], mapped: dict[str, int]
 ) -> pl.Series:
     where = f"{path_hint}: column {col.name!r}"
     if col.type == "categorical":
         txt = s.cast(pl.Utf8, strict=False).str.strip_chars()
         n_null = txt.null_count()
-        if n_null:
+        if n_null and not col.nullable:
             raise InputError(f"{where}: {n_null} missing values (declare a category for them)")
-        inside = txt.is_in(list(col.categories))
+        # a missing value of a nullable column stays missing: it is neither in nor out of the domain
+        inside = txt.is_in(list(col.categories)).fill_null(False) | txt.is_null()
         n_out = int((~inside).sum())
         if n_out:
             if col.other is None:
@@ -174,16 +175,16 @@ def _conform_column(
     n_null = vals.null_count()
     if n_null > n_null_in:
         raise InputError(f"{where}: {n_null - n_null_in} values are not {col.type} numbers")
-    if n_null:
-        raise InputError(f"{where}: {n_null} missing values (numeric columns must be complete)")
+    if n_null and not col.nullable:
+        raise InputError(f"{where}: {n_null} missing values (numeric columns must be complete, or declared nullable)")
     if col.type == "float":
-        n_nan = int(vals.is_nan().sum())
+        n_nan = int(vals.is_nan().fill_null(False).sum())
         if n_nan:
             raise InputError(f"{where}: {n_nan} values are NaN")
     assert col.min is not None and col.max is not None
     lo = int(col.min) if col.type == "integer" else col.min
     hi = int(col.max) if col.type == "integer" else col.max
-    n_clip = int(((vals < lo) | (vals > hi)).sum())
+    n_clip = int(((vals < lo) | (vals > hi)).fill_null(False).sum())
     if n_clip:
         clipped[col.name] = n_clip
         vals = vals.clip(lo, hi)

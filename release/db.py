@@ -43,6 +43,20 @@ class DatasetVersion(Base):
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class VersionFile(Base):
+    """A further file of a source version: for sequences, the static table joined on the entity key.
+
+    A table of its own (not a column of ``dataset_versions``) so that workspaces created before it
+    gain it through ``create_all`` without a migration.
+    """
+
+    __tablename__ = "version_files"
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+
+
 class ExternalSplit(Base):
     """The secret split seed of one source version, for data synthesized outside synthgate
     (``release.file_audit``); drawn from OS entropy like a run's, never shown."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from privacy.table import ConformReport
 from release.approvals import add_steward, decide
 from release.keys import generate_keypair
 from release.publish import release
@@ -37,6 +38,7 @@ def run_demo(out: Path | None, say: Say, progress: Callable[[str, float | None],
     ws = init_workspace(ws_root, "default")
     say(f"1. workspace {ws_root} (policy default), release key {ws.release_pub_path}")
     reg = register(ws, "adult", data, schema)
+    assert isinstance(reg.report, ConformReport)
     say(f"2. registered source 'adult' ({reg.report.rows} rows, sha256 {reg.fingerprint[:16]}...)")
     run_id = synthesize(
         ws,

@@ -15,18 +15,17 @@ from audits.context import AuditContext, Claim
 from audits.report import render_html
 from audits.suite import audit_document, run_audits
 from policies.loader import policy_digest
+from privacy.dataset import SourceFiles, load_source, split_source
 from privacy.errors import GateError, InputError, IntegrityError
-from privacy.generators.tabular.registry import RegisteredRefitter
+from privacy.generators.registry import RegisteredRefitter
 from privacy.ledger import Source
 from privacy.schema import Schema
-from privacy.split import train_holdout
-from privacy.table import load_verified
 from release.atomic import write_atomic
 from release.db import Approval, DatasetVersion, Run, log_event
 from release.gate import GateDecision, evaluate
-from release.sources import source_policy
+from release.sources import source_policy, version_files
 from release.statement import file_digests, statement_digest
-from release.synthesize import load_synthetic
+from release.synthesize import check_target, load_synthetic_data
 from release.workspace import Workspace
 
 Progress = Callable[[str], None]
@@ -77,14 +76,13 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
             # the target is fixed once chosen, so that re-auditing cannot shop for a passing one
             raise InputError(f"run {run_id} was requested with target {run.target!r}; it cannot change")
         target = target or run.target
-        if target is not None and target not in schema.names:
-            raise InputError(f"target column {target!r} is not in the schema")
+        check_target(target, schema)
         profile = profile or policy.audit.membership_required
         if profile not in policy.audit.membership:
             raise InputError(f"unknown membership profile {profile!r} (known: fast, thorough)")
         refitter = RegisteredRefitter(name=run.generator, options=json.loads(run.options_json or "{}"),
                                       epsilon=run.epsilon, delta=run.delta)
-        data_path, fp, split_seed = ver.path, ver.fingerprint, run.split_seed
+        files, split_seed = version_files(s, ver), run.split_seed
         src_name = src.name
         card = json.loads(run.card_json or "{}")
         spend = spend_of(run)
@@ -99,7 +97,7 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
     try:
         ctx = AuditContext(target=target, claim=Claim(epsilon=spend["epsilon"], delta=spend["delta"]),
                            refitter=refitter, profile=profile, progress=progress)
-        return _audit_body(ws, run_id, data_path, fp, split_seed, schema, policy, ctx, src_name, card, spend,
+        return _audit_body(ws, run_id, files, split_seed, schema, policy, ctx, src_name, card, spend,
                            requester, rows_requested, progress)
     except BaseException:
         with ws.transaction() as s:
@@ -110,23 +108,31 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
         raise
 
 
-def _audit_body(ws: Workspace, run_id: str, data_path: str, fp: str, split_seed: int, schema: Schema,
+def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int, schema: Schema,
                 policy: Any, ctx: AuditContext, src_name: str, card: dict[str, Any], spend: dict[str, float],
                 requester: str, rows_requested: int | None, progress: Progress | None) -> AuditOutcome:
     target = ctx.target
-    df = load_verified(data_path, schema, fp)
-    train, holdout = train_holdout(df, policy.holdout_fraction, split_seed)
+    data = load_source(files, schema)
+    train, holdout = split_source(data, schema, policy.holdout_fraction, split_seed)
     try:
-        synthetic = load_synthetic(ws, run_id)
+        synthetic = load_synthetic_data(ws, run_id, schema)
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise IntegrityError(f"run {run_id}: synthetic.parquet is missing or unreadable") from exc
-    results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
+    except InputError as exc:
+        raise IntegrityError(f"run {run_id}: synthetic.parquet does not conform to the schema: {exc}") from exc
+    if schema.is_sequential:
+        from audits.sequential.suite import run_sequence_audits
+
+        results = run_sequence_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
+    else:
+        assert isinstance(synthetic, pl.DataFrame)
+        results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
     decision = evaluate(results)
     context = {
         "run_id": run_id, "source": src_name, "generator": card.get("name"), "epsilon": spend["epsilon"],
         "delta": spend["delta"], "policy": policy.name, "target": target,
         "unit_of_privacy": card.get("unit_of_privacy"), "accounting": card.get("accounting"),
-        "membership_profile": ctx.profile,
+        "membership_profile": ctx.profile, "kind": schema.kind,
     }
     doc = audit_document(results, context)
     doc["gate"] = decision.to_dict()
@@ -138,7 +144,7 @@ def _audit_body(ws: Workspace, run_id: str, data_path: str, fp: str, split_seed:
         "synthgate_statement": 1,
         "run_id": run_id,
         "source": src_name,
-        "source_commitment": ws.source_commitment(fp),
+        "source_commitment": ws.source_commitment(files.combined_fingerprint),
         "domain_from_data": schema.drafted_from_data,
         "schema": schema.to_dict(),
         "generator": card,

@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from policies.loader import policy_digest
 from policies.model import Policy
+from privacy.dataset import SourceFiles
 from privacy.errors import InputError
 from privacy.ledger import Balance, Caps, Source, balance
 from privacy.schema import Schema
+from privacy.sequences import SequenceReport, conform_sequences
 from privacy.table import ConformReport, conform, read_raw_fingerprinted
-from release.db import DatasetVersion, log_event
+from release.db import DatasetVersion, VersionFile, log_event
 from release.workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -34,11 +36,17 @@ class Registration:
     version: int
     fingerprint: str
     new_account: bool
-    report: ConformReport
+    report: ConformReport | SequenceReport
+    kind: str = "tabular"
 
 
-def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accept_drafted: bool = False) -> Registration:
-    """Validate ``data`` against the schema, fingerprint it, and open (or reuse) the source's account."""
+def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accept_drafted: bool = False,
+             statics: Path | None = None, kind: str | None = None) -> Registration:
+    """Validate ``data`` against the schema, fingerprint it, and open (or reuse) the source's account.
+
+    For a sequential schema ``data`` is the long events table; ``statics`` an optional static table
+    joined on the entity key (otherwise the static columns are repeated on every event row).
+    """
     check_name("source", source)
     schema = Schema.load(schema_path)
     if schema.drafted_from_data and not accept_drafted:
@@ -46,15 +54,34 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
             "the schema was drafted from the data (drafted_from_data: true): review its domains and "
             "remove that key, or pass --accept-drafted-schema to accept the leak knowingly"
         )
+    if kind is not None and kind != schema.kind:
+        raise InputError(f"--kind {kind} but the schema says kind: {schema.kind}")
+    if statics is not None and not schema.is_sequential:
+        raise InputError("--statics (a static table) is for sequential schemas only")
     raw, fp = read_raw_fingerprinted(data)
-    _, report = conform(raw, schema, path_hint=str(data))
+    sfp: str | None = None
+    report: ConformReport | SequenceReport
+    if schema.is_sequential:
+        statics_raw = None
+        if statics is not None:
+            statics_raw, sfp = read_raw_fingerprinted(statics)
+        report = conform_sequences(raw, statics_raw, schema, path_hint=str(data))[1]
+    else:
+        report = conform(raw, schema, path_hint=str(data))[1]
     policy = ws.policy()
     with ws.transaction() as s:
         src = s.scalars(select(Source).where(Source.name == source)).first()
+        fps = [fp] if sfp is None else [fp, sfp]
         other = s.execute(
             select(Source.name).join(DatasetVersion, DatasetVersion.source_id == Source.id)
-            .where(DatasetVersion.fingerprint == fp, Source.name != source)
+            .where(DatasetVersion.fingerprint.in_(fps), Source.name != source)
         ).first()
+        if other is None and sfp is not None:
+            other = s.execute(
+                select(Source.name).join(DatasetVersion, DatasetVersion.source_id == Source.id)
+                .join(VersionFile, VersionFile.version_id == DatasetVersion.id)
+                .where(VersionFile.fingerprint.in_(fps), Source.name != source)
+            ).first()
         if other is not None:
             # a copy under a new name would get a fresh budget for the same people
             raise InputError(f"this file is already registered as source {other[0]!r}; register it there")
@@ -73,9 +100,20 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
         )
         s.add(ver)
         s.flush()
+        if statics is not None and sfp is not None:
+            s.add(VersionFile(version_id=ver.id, role="statics", path=str(statics.resolve()), fingerprint=sfp))
         n_versions = len(s.scalars(select(DatasetVersion.id).where(DatasetVersion.source_id == src.id)).all())
         log_event(s, "source.register", source=source, fingerprint=fp, version=n_versions, new_account=new)
-    return Registration(source=source, version=n_versions, fingerprint=fp, new_account=new, report=report)
+    return Registration(source=source, version=n_versions, fingerprint=fp, new_account=new, report=report,
+                        kind=schema.kind)
+
+
+def version_files(s: Session, ver: DatasetVersion) -> SourceFiles:
+    """The files of a registered version (the static table of a sequential source included)."""
+    extra = s.get(VersionFile, (ver.id, "statics"))
+    return SourceFiles(path=ver.path, fingerprint=ver.fingerprint,
+                       statics_path=None if extra is None else extra.path,
+                       statics_fingerprint=None if extra is None else extra.fingerprint)
 
 
 def get_source(s: Session, name: str) -> Source:

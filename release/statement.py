@@ -37,10 +37,31 @@ def _empirical_check(st: dict[str, Any]) -> list[str]:
     ]
 
 
+def _sequence_lines(st: dict[str, Any]) -> list[str]:
+    """What the guarantee means for sequences: the entity, the event cap and truncation, the gaps."""
+    seq = (st.get("schema") or {}).get("sequence")
+    if not seq:
+        return []
+    order = seq["order"]
+    rule = "first" if seq.get("truncate", "first") == "first" else "last"
+    units = "days" if order.get("type") == "date" else "steps"
+    return [
+        f"- Unit of privacy: one entity (`{seq['entity']}`) and all its events. At most {seq['max_events']} events "
+        f"per entity reach the generator: an entity with more keeps its {rule} {seq['max_events']} events in "
+        f"`{order['column']}` order and the rest are dropped before training (a public rule from the schema). "
+        f"Gaps between consecutive events are clipped to [{order['gap_min']}, {order['gap_max']}] {units} and "
+        f"`{order['column']}` values to [{order['min']}, {order['max']}]. "
+        "Everything an entity contributes is protected together, however many events it has.",
+        "- Entity keys in the synthetic data are fresh numbers; they do not correspond to real keys.",
+    ]
+
+
 def privacy_statement_md(st: dict[str, Any]) -> str:
     card = st["generator"]
     spend = st["spend"]
     unit = card.get("unit_of_privacy", "one record of the training split")
+    sequential = (st.get("schema") or {}).get("kind") == "sequential"
+    record = "entity" if sequential else "record"
     lines = [
         f"# Privacy statement for release of run {st['run_id']}",
         "",
@@ -50,9 +71,10 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
         f"{unit}.",
         "",
         f"- Accounting: {card.get('accounting', 'see generator card')}",
-        f"- Unit of privacy: {unit}. Each record of the source was assigned to the training split by an "
-        "independent coin (holdout probability from the policy); records in the holdout did not reach "
+        f"- Unit of privacy: {unit}. Each {record} of the source was assigned to the training split by an "
+        f"independent coin (holdout probability from the policy); {record}s in the holdout did not reach "
         "the generator.",
+        *_sequence_lines(st),
         *(
             [
                 "- **WARNING: the schema was drafted from the sensitive data and accepted without review "
@@ -66,7 +88,8 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
                 "the data; values outside the schema were clipped or mapped to a declared category before training."
             ]
         ),
-        f"- The number of synthetic rows is {'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}.",
+        f"- The number of synthetic {'entities' if sequential else 'rows'} is "
+        f"{'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}.",
         f"- Source budget: this release charged epsilon {spend['epsilon']:g} and delta {spend['delta']:g} "
         f"to source `{st['source']}` under policy `{st['policy']['name']}` (caps composed by basic composition).",
         *_empirical_check(st),
@@ -78,8 +101,13 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
         "guarantee, and the gate's pass/fail outcome is itself a small side channel.",
         "- Differential privacy bounds what the release reveals about any one record; it does not hide "
         "population-level patterns, which the synthetic data is meant to keep.",
-        "- Records that appear several times in the source (the same person twice) are protected as "
-        "separate records: the guarantee for such a person is weaker (group privacy).",
+        *(
+            ["- An entity recorded under several keys (one customer with two accounts) is protected as "
+             "separate entities: the guarantee for such a person is weaker (group privacy)."]
+            if sequential else
+            ["- Records that appear several times in the source (the same person twice) are protected as "
+             "separate records: the guarantee for such a person is weaker (group privacy)."]
+        ),
         "",
         "## Generator card",
         "```json",
@@ -93,6 +121,18 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
 def datasheet_md(st: dict[str, Any]) -> str:
     schema = st["schema"]
     cols = schema.get("columns", {})
+    seq = schema.get("sequence")
+    if seq:
+        order = seq["order"]
+        composition = [
+            f"Sequential data: one long table of events. Each entity (`{seq['entity']}`, fresh synthetic keys) has "
+            f"1 to {seq['max_events']} events in `{order['column']}` order ({order['type']}, "
+            f"{order['min']} to {order['max']}); the static columns "
+            f"({', '.join(seq.get('static', [])) or 'none'}) repeat on every event row of an entity. No entity "
+            "corresponds to a real one. Columns and their public domains:",
+        ]
+    else:
+        composition = ["Each row is synthetic: it does not correspond to a real person. Columns and their public domains:"]
     lines = [
         f"# Datasheet: synthetic release of `{st['source']}` (run {st['run_id']})",
         "",
@@ -104,7 +144,7 @@ def datasheet_md(st: dict[str, Any]) -> str:
         "in `manifest.json`.",
         "",
         "## Composition",
-        "Each row is synthetic: it does not correspond to a real person. Columns and their public domains:",
+        *composition,
         "",
         "| column | type | domain |",
         "| --- | --- | --- |",
@@ -114,6 +154,8 @@ def datasheet_md(st: dict[str, Any]) -> str:
             dom = ", ".join(map(str, spec["categories"][:12])) + (" ..." if len(spec["categories"]) > 12 else "")
         else:
             dom = f"[{spec['min']}, {spec['max']}]"
+        if spec.get("nullable"):
+            dom += " (may be missing)"
         lines.append(f"| {name} | {spec['type']} | {dom} |")
     lines += [
         "",

@@ -8,22 +8,21 @@ import pickle
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from sqlalchemy import func, select
 
-from privacy.errors import BudgetError, InputError, IntegrityError, PolicyError, SynthgateError
-from privacy.generators.tabular.registry import generator_names, get_generator
+from privacy.dataset import load_source, parse_output, split_source
+from privacy.errors import BudgetError, InputError, PolicyError, SynthgateError
+from privacy.generators.registry import check_kind, generator_names, get_generator
 from privacy.ledger import Charge, charge
 from privacy.schema import Schema
+from privacy.sequences import SequenceData
 from privacy.spend import PrivacySpend
-from privacy.split import train_holdout
-from privacy.table import fingerprint, load_verified
 from release.atomic import write_atomic
 from release.db import Run, log_event
-from release.sources import caps_of, check_name, get_source, latest_version, source_policy
+from release.sources import caps_of, check_name, get_source, latest_version, source_policy, version_files
 from release.workspace import Workspace
 
 Progress = Callable[[str, float | None], None]
@@ -52,14 +51,15 @@ def recommended_generator(ws: Workspace, source: str) -> str:
         schema = Schema.from_dict(json.loads(latest_version(s, src).schema_json))
     share = sum(c.is_numeric for c in schema.columns) / max(len(schema.columns), 1)
     try:
-        return policy.recommended_generator(share)
+        return policy.recommended_generator(share, kind=schema.kind)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
 
 def _accounting_kind(generator: str) -> str:
     return {"mst": "zCDP", "aim": "zCDP", "dpctgan": "RDP, DP-SGD", "dpdiffusion": "RDP, DP-SGD",
-            "patectgan": "PATE moments accountant"}.get(generator, "DP")
+            "patectgan": "PATE moments accountant", "dpmarkov": "zCDP, entity-level",
+            "dpar": "RDP, MST + DP-SGD, entity-level"}.get(generator, "DP")
 
 
 def check_within(reserved: PrivacySpend, actual: PrivacySpend) -> None:
@@ -140,10 +140,11 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
             )
         ver = latest_version(s, src)
         schema = Schema.from_dict(json.loads(ver.schema_json))
-        _precheck_file(ver.path, ver.fingerprint)
+        check_kind(req.generator, schema)
+        files = version_files(s, ver)
+        files.precheck()
         target = req.target or policy.targets.get(src.name) or schema.target
-        if target is not None and target not in schema.names:
-            raise InputError(f"target column {target!r} is not in the schema")
+        check_target(target, schema)
         charge(s, src, spend, caps_of(policy), run_id=run_id, mechanism=f"{req.generator} ({_accounting_kind(req.generator)})")
         s.add(
             Run(
@@ -155,18 +156,17 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         )
         log_event(s, "budget.charge", run_id, source=src.name, epsilon=spend.epsilon, delta=spend.delta)
         log_event(s, "run.created", run_id, generator=req.generator, requester=req.requester)
-        data_path, fingerprint = ver.path, ver.fingerprint
     say(f"charged epsilon={spend.epsilon:g}, delta={spend.delta:g} to {req.source!r} (run {run_id})", None)
 
     # 2. read, fit, sample. Any failure from here on marks the run failed; the charge stays, since
     # the data may already have been touched.
     try:
-        df = load_verified(data_path, schema, fingerprint)
-        train, _holdout = train_holdout(df, policy.holdout_fraction, split_seed)
+        data = load_source(files, schema)
+        train, _holdout = split_source(data, schema, policy.holdout_fraction, split_seed)
         fitted = generator.fit(train, schema, spend, progress=progress)
         check_within(spend, fitted.card.spend)
         n = req.rows if req.rows is not None else min(MAX_ROWS, max(1, int(fitted.estimated_rows)))
-        say(f"sampling {n} rows", None)
+        say(f"sampling {n} {'entities' if schema.is_sequential else 'rows'}", None)
         synthetic = fitted.sample(n, seed)
         _store_outputs(ws, run_id, synthetic, fitted)
     except BaseException as exc:
@@ -194,20 +194,20 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     return run_id
 
 
-def _precheck_file(path: str, expected: str) -> None:
-    """Refuse, before anything is charged, a data file that is gone or changed since registration.
-
-    Only a yes/no about the file's bytes leaves this function, and it goes to the steward; the
-    charged read re-checks the fingerprint on the bytes it parses.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"the registered data file {p} is missing")
-    if fingerprint(p) != expected:
-        raise IntegrityError(f"{p} changed since it was registered (SHA-256 differs); register the new version")
+def check_target(target: str | None, schema: Schema) -> None:
+    """A utility target must be a schema column; for sequences, a static (per-entity) one."""
+    if target is None:
+        return
+    if target not in schema.names:
+        raise InputError(f"target column {target!r} is not in the schema")
+    if schema.is_sequential and target not in schema.seq.static:
+        raise InputError(f"target column {target!r} must be a static (per-entity) column for sequences")
 
 
-def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame, fitted: Any) -> None:
+def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame | SequenceData, fitted: Any) -> None:
+    if isinstance(synthetic, SequenceData):
+        # one long table, as the steward registered it: entity, order, statics repeated, events
+        synthetic = synthetic.to_long()
     d = ws.run_dir(run_id)
     d.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -222,5 +222,13 @@ def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame, fitted: 
 
 def load_synthetic(ws: Workspace, run_id: str) -> pl.DataFrame:
     return pl.read_parquet(ws.run_dir(run_id) / "synthetic.parquet")
+
+
+def load_synthetic_data(ws: Workspace, run_id: str, schema: Schema) -> pl.DataFrame | SequenceData:
+    """A run's synthetic output as its kind's structure (sequences are re-conformed to the schema)."""
+    path = ws.run_dir(run_id) / "synthetic.parquet"
+    if not schema.is_sequential:
+        return pl.read_parquet(path)
+    return parse_output(path.read_bytes(), schema, f"run {run_id} synthetic.parquet")  # type: ignore[no-any-return]
 
 

@@ -11,8 +11,15 @@ import click
 from rich.table import Table
 
 from privacy.errors import InputError
-from privacy.generators.tabular.registry import DEEP_GENERATORS
-from privacy.infer import DRAFT_WARNING, draft_yaml, infer_schema
+from privacy.generators.registry import DEEP_GENERATORS
+from privacy.infer import (
+    DRAFT_WARNING,
+    SEQUENCE_DRAFT_WARNING,
+    draft_yaml,
+    infer_schema,
+    infer_sequence_schema,
+)
+from privacy.sequences import SequenceReport
 from release.atomic import write_atomic
 from release.cli.common import (
     emit,
@@ -62,17 +69,45 @@ def schema_group() -> None:
 @schema_group.command("infer")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the draft.")
+@click.option("--kind", type=click.Choice(["tabular", "sequential"]), default="tabular", show_default=True,
+              help="Data kind: one row per record, or a long table of events per entity.")
+@click.option("--entity", default=None, help="Sequences: the entity key column.")
+@click.option("--order", "order_col", default=None, help="Sequences: the order column (integer steps or dates).")
+@click.option("--static", "static_cols", multiple=True,
+              help="Sequences: a per-entity column repeated on every event row (repeat the option).")
+@click.option("--statics", "statics_path", default=None, type=click.Path(dir_okay=False),
+              help="Sequences: a static table joined on the entity key (instead of --static).")
 @json_option
-def schema_infer_cmd(data: str, output: str, as_json: bool) -> None:
+def schema_infer_cmd(data: str, output: str, kind: str, entity: str | None, order_col: str | None,
+                     static_cols: tuple[str, ...], statics_path: str | None, as_json: bool) -> None:
     """Draft a schema from a CSV/Parquet file (READS THE SENSITIVE DATA: review before use).
 
     Example: synthgate schema infer patients.csv -o schema.yaml
+
+    Sequences: synthgate schema infer visits.csv --kind sequential --entity id --order day --static sex -o schema.yaml
     """
-    schema = infer_schema(Path(data), name=Path(data).stem)
+    if kind == "sequential":
+        if not entity or not order_col:
+            raise InputError("--kind sequential needs --entity and --order")
+        if static_cols and statics_path:
+            raise InputError("give the static columns either with --static or as a --statics table, not both")
+        schema = infer_sequence_schema(Path(data), entity=entity, order=order_col, static=static_cols,
+                                       name=Path(data).stem, statics_path=statics_path)
+        warning = SEQUENCE_DRAFT_WARNING
+    else:
+        if entity or order_col or static_cols or statics_path:
+            raise InputError("--entity, --order, --static and --statics need --kind sequential")
+        schema = infer_schema(Path(data), name=Path(data).stem)
+        warning = DRAFT_WARNING
     write_atomic(Path(output), draft_yaml(schema).encode())
-    err_console.print(f"[bold red]{DRAFT_WARNING}[/bold red]")
-    emit({"schema": output, "columns": len(schema.columns), "drafted_from_data": True}, as_json,
-         lambda: click.echo(f"draft schema written to {output} ({len(schema.columns)} columns)"))
+    err_console.print(f"[bold red]{warning}[/bold red]")
+    out: dict[str, Any] = {"schema": output, "kind": kind, "columns": len(schema.columns), "drafted_from_data": True}
+    if schema.is_sequential:
+        out["max_events"] = schema.seq.max_events
+    emit(out, as_json, lambda: click.echo(
+        f"draft schema written to {output} ({len(schema.columns)} columns"
+        + (f"; drafted event cap max_events = {schema.seq.max_events}, review it" if schema.is_sequential else "")
+        + ")"))
 
 
 @click.command("register")
@@ -80,24 +115,45 @@ def schema_infer_cmd(data: str, output: str, as_json: bool) -> None:
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--schema", "schema_path", required=True, type=click.Path(dir_okay=False), help="Public schema (YAML/JSON).")
 @click.option("--accept-drafted-schema", is_flag=True, help="Accept a schema drafted from the data (leaks its domain).")
+@click.option("--statics", "statics_path", default=None, type=click.Path(dir_okay=False),
+              help="Sequences: a static table joined on the entity key (else statics repeat on the event rows).")
+@click.option("--kind", type=click.Choice(["tabular", "sequential"]), default=None,
+              help="Expected data kind; the schema's 'kind' decides, this only checks it.")
 @json_option
 @click.pass_context
 def register_cmd(ctx: click.Context, source: str, data: str, schema_path: str, accept_drafted_schema: bool,
-                 as_json: bool) -> None:
+                 statics_path: str | None, kind: str | None, as_json: bool) -> None:
     """Validate DATA against the schema, fingerprint it, open SOURCE's budget account.
 
     Example: synthgate register adult adult.csv --schema adult.yaml
+
+    Sequences: synthgate register bank transactions.csv --statics accounts.csv --schema bank.yaml
     """
     ws = get_workspace(ctx)
-    reg = register(ws, source, Path(data), Path(schema_path), accept_drafted=accept_drafted_schema)
-    out = {
-        "source": reg.source, "version": reg.version, "fingerprint": reg.fingerprint, "new_account": reg.new_account,
-        "clipped": reg.report.clipped, "mapped_to_other": reg.report.mapped_to_other,
+    reg = register(ws, source, Path(data), Path(schema_path), accept_drafted=accept_drafted_schema,
+                   statics=None if statics_path is None else Path(statics_path), kind=kind)
+    out: dict[str, Any] = {
+        "source": reg.source, "kind": reg.kind, "version": reg.version, "fingerprint": reg.fingerprint,
+        "new_account": reg.new_account, "clipped": reg.report.clipped, "mapped_to_other": reg.report.mapped_to_other,
     }
+    if isinstance(reg.report, SequenceReport):
+        out["sequences"] = reg.report.to_dict()
 
     def human() -> None:
         click.echo(f"registered {source} version {reg.version} (sha256 {reg.fingerprint[:16]}...)"
                    + ("; new budget account" if reg.new_account else "; shares the existing account"))
+        if isinstance(reg.report, SequenceReport):
+            r = reg.report
+            click.echo(f"{r.entities} entities, {r.events} events (unit of privacy: one entity with all its events)")
+            if r.truncated_events:
+                err_console.print(f"warning: {r.truncated_entities} entities have more than max_events events; "
+                                  f"{r.truncated_events} events will be dropped by the truncation rule")
+            if r.gaps_outside:
+                err_console.print(f"warning: {r.gaps_outside} gaps between events are outside the schema's gap "
+                                  "bounds; generators clip them")
+            if r.entities_without_events:
+                err_console.print(f"note: {r.entities_without_events} entities of the static table have no events "
+                                  "and are not part of the source")
         for col, n in reg.report.clipped.items():
             err_console.print(f"warning: column {col!r}: {n} values outside the schema's bounds will be clipped")
         for col, n in reg.report.mapped_to_other.items():
@@ -133,11 +189,13 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 @click.command("synthesize")
 @click.argument("source")
 @click.option("--generator", required=True,
-              help="DP generator: mst or aim (marginals), dpctgan, dpdiffusion or patectgan (deep), or 'recommended' "
-                   "(the policy's choice for the table's shape: mostly categorical or mostly continuous).")
+              help="DP generator. Tables: mst or aim (marginals), dpctgan, dpdiffusion or patectgan (deep). Sequences: "
+                   "dpmarkov (noisy Markov counts) or dpar (autoregressive, DP-SGD). Or 'recommended' (the policy's "
+                   "choice for the data's shape).")
 @click.option("--epsilon", type=float, required=True, help="Epsilon to spend (charged before the data is read).")
 @click.option("--delta", type=float, default=None, help="Delta (default: the policy's per-release cap).")
-@click.option("--rows", type=int, default=None, help="Rows to sample (default: the model's DP estimate of the train size).")
+@click.option("--rows", type=int, default=None,
+              help="Rows to sample, entities for sequences (default: the model's DP estimate of the train size).")
 @click.option("--seed", type=int, default=None, help="Seed of sampling only (never of the split or the DP noise).")
 @click.option("--requester", default=None, help="Who asks for this release (default: $SYNTHGATE_USER or the login name).")
 @click.option("--target", default=None, help="Column the utility audit predicts (default: the policy's or schema's).")
@@ -149,15 +207,19 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 @click.option("--batch-size", type=int, default=None, help="Deep generators: expected batch size of DP-SGD.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Deep generators: where to train (auto: a CUDA GPU when torch sees one, else the CPU).")
+@click.option("--markov-order", type=int, default=None,
+              help="dpmarkov: 1 (next state from the current one) or 2 (from the last two).")
 @json_option
 @click.pass_context
 def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: float, delta: float | None,
                    rows: int | None, seed: int | None, requester: str | None, target: str | None,
                    max_rounds: int | None, time_limit: float | None, epochs: int | None, batch_size: int | None,
-                   device: str | None, as_json: bool) -> None:
+                   device: str | None, markov_order: int | None, as_json: bool) -> None:
     """Charge the budget, fit a DP generator on the training split, sample synthetic rows.
 
     Example: synthgate synthesize adult --generator mst --epsilon 1
+
+    Sequences: synthgate synthesize bank --generator dpmarkov --epsilon 1 --rows 500   (500 entities)
     """
     recommended = generator == "recommended"
     if recommended:
@@ -171,6 +233,10 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
             options["time_limit_s"] = time_limit
     elif max_rounds is not None:
         raise InputError("--max-rounds applies to the aim generator only")
+    if markov_order is not None:
+        if generator != "dpmarkov":
+            raise InputError("--markov-order applies to the dpmarkov generator only")
+        options["order"] = markov_order
     if generator in DEEP_GENERATORS:
         options.update({k: v for k, v in deep.items() if v is not None})
         if time_limit is not None:
@@ -183,7 +249,7 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
         if time_limit is not None and generator != "aim":
             raise InputError("--time-limit applies to aim and the deep generators only")
     if recommended:
-        progress(f"the policy recommends {generator!r} for this table's shape", None)
+        progress(f"the policy recommends {generator!r} for this data's shape", None)
     req = SynthesisRequest(source=source, generator=generator, epsilon=epsilon, delta=delta, rows=rows, seed=seed,
                            requester=requester or _default_requester(), target=target, options=options)
     run_id = synthesize(get_workspace(ctx), req, progress=progress)

@@ -15,7 +15,7 @@ from audits.baselines import NoisyCopyRefitter
 from audits.context import AuditContext, Claim
 from audits.one_run import run_one_run
 from policies.model import MembershipSettings
-from privacy.generators.tabular.registry import RegisteredRefitter
+from privacy.generators.registry import RegisteredRefitter
 
 SETTINGS = MembershipSettings(
     domias_candidates=200, bootstrap=100, one_run_canaries=400, one_run_guesses=40,

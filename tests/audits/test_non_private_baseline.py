@@ -7,7 +7,7 @@ from audits.baselines import CARTRefitter
 from audits.context import AuditContext
 from audits.domias import run_domias
 from audits.membership import run_membership
-from privacy.generators.tabular.registry import RegisteredRefitter
+from privacy.generators.registry import RegisteredRefitter
 
 
 def _figures(train, holdout, synthetic, schema, policy):  # type: ignore[no-untyped-def]

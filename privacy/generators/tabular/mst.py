@@ -195,10 +195,19 @@ class MSTGenerator:
         pass
 
     def fit(
-        self, data: pl.DataFrame, schema: Schema, spend: PrivacySpend, *, progress: Progress | None = None
+        self, data: pl.DataFrame, schema: Schema, spend: PrivacySpend, *, progress: Progress | None = None,
+        rho: float | None = None,
     ) -> MarginalModel:
-        """Fit on the conformed training split, spending exactly ``spend`` (as zCDP rho)."""
-        rho = zcdp_rho(spend)
+        """Fit on the conformed training split, spending exactly ``spend`` (as zCDP rho).
+
+        ``rho`` (keyword): spend exactly this zCDP rho instead of converting ``spend``; for a
+        generator that runs MST as one part of its own zCDP budget (``spend`` is then what the
+        card reports, the caller's business to make consistent).
+        """
+        if rho is None:
+            rho = zcdp_rho(spend)
+        elif not (isinstance(rho, float) and rho > 0 and rho < float("inf")):
+            raise ValueError(f"rho ({rho}) must be a finite float > 0")
         prepared = prepare(data, schema)
         with mechanism_randomness() as prng:
             synth = smartnoise_class()(

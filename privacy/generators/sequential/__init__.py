@@ -1,0 +1,1 @@
+"""DP generators for sequential data: the unit of privacy is one entity with all its events."""
