@@ -18,6 +18,8 @@ _CONTEXT_KEYS = (
     ("epsilon", "Epsilon"),
     ("delta", "Delta"),
     ("policy", "Policy"),
+    ("kind", "Data kind"),
+    ("unit_of_privacy", "Unit of privacy"),
 )
 
 _FOOTER = (

@@ -31,15 +31,17 @@ from audits.context import AuditContext, Claim
 from audits.report import render_html
 from audits.suite import audit_document, run_audits
 from policies.model import Policy
+from privacy.dataset import SourceFiles, load_source, split_source
 from privacy.errors import InputError
 from privacy.ledger import Source
 from privacy.schema import Schema
-from privacy.split import train_holdout
-from privacy.table import conform, load_verified, read_raw
+from privacy.sequences import SequenceData, conform_sequences
+from privacy.table import conform, read_raw
 from release.atomic import write_atomic
 from release.db import DatasetVersion, ExternalSplit, Run, log_event
 from release.gate import GateDecision, evaluate
-from release.sources import get_source, latest_version, source_policy
+from release.sources import get_source, latest_version, source_policy, version_files
+from release.synthesize import check_target
 from release.workspace import Workspace
 
 Progress = Callable[[str], None] | None
@@ -99,7 +101,8 @@ def _external_seed(s: Session, ver: DatasetVersion, create: bool) -> int:
     return row.split_seed
 
 
-def _split_for(ws: Workspace, source: str, split_of: str | None, *, create: bool) -> tuple[Source, DatasetVersion, Policy, Schema, int, str]:
+def _split_for(ws: Workspace, source: str, split_of: str | None, *,
+               create: bool) -> tuple[Source, SourceFiles, Policy, Schema, int, str]:
     with ws.transaction() as s:
         src = get_source(s, source)
         policy = source_policy(src)
@@ -114,9 +117,9 @@ def _split_for(ws: Workspace, source: str, split_of: str | None, *, create: bool
             ver = latest_version(s, src)
             seed, label = _external_seed(s, ver, create), "external split of the source's latest version"
         schema = Schema.from_dict(json.loads(ver.schema_json))
-        s.expunge(ver)
+        files = version_files(s, ver)
         s.expunge(src)
-    return src, ver, policy, schema, seed, label
+    return src, files, policy, schema, seed, label
 
 
 def export_train(ws: Workspace, source: str, out: Path) -> dict[str, Any]:
@@ -124,13 +127,17 @@ def export_train(ws: Workspace, source: str, out: Path) -> dict[str, Any]:
 
     This hands real records out of synthgate's control: it is the steward's decision, logged.
     """
-    _src, ver, policy, schema, seed, _ = _split_for(ws, source, None, create=True)
-    df = load_verified(ver.path, schema, ver.fingerprint)
-    train, _ = train_holdout(df, policy.holdout_fraction, seed)
-    write_atomic(out, train.write_csv().encode())
+    _src, files, policy, schema, seed, _ = _split_for(ws, source, None, create=True)
+    train, _ = split_source(load_source(files, schema), schema, policy.holdout_fraction, seed)
+    table = train.to_long() if isinstance(train, SequenceData) else train
+    write_atomic(out, table.write_csv().encode())
     with ws.transaction() as s:
         log_event(s, "split.exported", source=source, rows=train.height, path=str(out))
-    return {"source": source, "path": str(out), "rows": train.height, "holdout_fraction": policy.holdout_fraction}
+    out_info: dict[str, Any] = {"source": source, "path": str(out), "rows": train.height,
+                                "holdout_fraction": policy.holdout_fraction}
+    if isinstance(train, SequenceData):
+        out_info.update(rows=table.height, entities=train.n_entities)
+    return out_info
 
 
 def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: GeneratorSpec, split_of: str | None = None,
@@ -138,18 +145,23 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
     """Run every audit that needs no retraining on ``synthetic_path``; write audit.json and report.html."""
     if not synthetic_path.is_file():
         raise InputError(f"{synthetic_path}: no such file")
-    src, ver, policy, schema, seed, split_label = _split_for(ws, source, split_of, create=split_of is None)
+    src, files, policy, schema, seed, split_label = _split_for(ws, source, split_of, create=split_of is None)
     profile = profile or policy.audit.membership_required
     target = target or policy.targets.get(src.name) or schema.target
-    if target is not None and target not in schema.names:
-        raise InputError(f"target column {target!r} is not in the schema")
-    synthetic, report = conform(read_raw(synthetic_path), schema, path_hint=str(synthetic_path))
-    if synthetic.height == 0:
-        raise InputError(f"{synthetic_path} has no rows")
-    df = load_verified(ver.path, schema, ver.fingerprint)
-    train, holdout = train_holdout(df, policy.holdout_fraction, seed)
+    check_target(target, schema)
+    train, holdout = split_source(load_source(files, schema), schema, policy.holdout_fraction, seed)
     ctx = AuditContext(target=target, claim=spec.claim, refitter=None, profile=profile, progress=progress)
-    results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
+    conformed: dict[str, Any]
+    if schema.is_sequential:
+        from audits.sequential.suite import run_sequence_audits
+
+        seq, seq_report = conform_sequences(read_raw(synthetic_path), None, schema, path_hint=str(synthetic_path))
+        conformed = seq_report.to_dict()
+        results = run_sequence_audits(train, holdout, seq, schema, policy, ctx, progress=progress)
+    else:
+        synthetic, report = conform(read_raw(synthetic_path), schema, path_hint=str(synthetic_path))
+        conformed = {"rows": report.rows, "clipped": report.clipped, "mapped_to_other": report.mapped_to_other}
+        results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
     decision = evaluate(results)
     audit_id = "file-" + secrets.token_hex(6)
     context = {
@@ -157,7 +169,7 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
         "epsilon": spec.claim.epsilon if spec.claim else None, "delta": spec.claim.delta if spec.claim else None,
         "claimed_by": "the outside party (not verified by synthgate)" if spec.claim else None,
         "policy": policy.name, "target": target, "split": split_label, "membership_profile": profile,
-        "conformed": {"rows": report.rows, "clipped": report.clipped, "mapped_to_other": report.mapped_to_other},
+        "conformed": conformed, "kind": schema.kind,
         "not_run": "audits that refit the generator (one-run audit, shadow-model game): no generator to refit",
     }
     doc = audit_document(results, context)
