@@ -8,8 +8,10 @@ on the entity key) into a ``SequenceData``:
 - ``events``: ``[entity, order, *event columns]``, grouped by entity in the same key order, each
   entity's events in order, at most ``max_events`` of them (the schema's truncation rule).
 
-Order values become integers (days since 1970-01-01 for dates). Values are clipped or mapped into
-the public domain exactly as for tables (``privacy.table.conform_column``), counted, never widened.
+Order values become integers (days since 1970-01-01 for dates); events outside the schema's order
+bounds are dropped (and an entity left without events with them), counted. Other values are clipped
+or mapped into the public domain exactly as for tables (``privacy.table.conform_column``), counted,
+never widened.
 Clear errors (counts, never values) for: missing entity keys, an order column that does not parse,
 events out of order within an entity, repeated order values where the schema forbids ties, static
 values that disagree across an entity's rows, and a static table with duplicate or missing keys.
@@ -48,10 +50,15 @@ class SequenceReport:
     gaps_outside: int = 0
     #: entities of a static table without any event (not part of the source)
     entities_without_events: int = 0
+    #: events whose order value is outside the schema's bounds (dropped), and the entities left
+    #: with no event by that (dropped too)
+    events_outside_order: int = 0
+    entities_dropped: int = 0
 
     @property
     def total_changed(self) -> int:
-        return sum(self.clipped.values()) + sum(self.mapped_to_other.values()) + self.truncated_events
+        return (sum(self.clipped.values()) + sum(self.mapped_to_other.values()) + self.truncated_events
+                + self.events_outside_order)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -59,6 +66,7 @@ class SequenceReport:
             "truncated_entities": self.truncated_entities, "clipped": dict(self.clipped),
             "mapped_to_other": dict(self.mapped_to_other), "gaps_outside_bounds": self.gaps_outside,
             "entities_without_events": self.entities_without_events,
+            "events_outside_order": self.events_outside_order, "entities_dropped": self.entities_dropped,
         }
 
 
@@ -186,10 +194,19 @@ def conform_sequences(
     for col in schema.event_columns:
         ev_cols.append(conform_column(events_raw.get_column(col.name), col, path_hint, clipped, mapped))
     events = pl.DataFrame(ev_cols)
-    n_clip = int(((events.get_column(o) < spec.order_min) | (events.get_column(o) > spec.order_max)).sum())
-    if n_clip:
-        clipped[o] = n_clip
-        events = events.with_columns(pl.col(o).clip(spec.order_min, spec.order_max))
+    # events outside the public order bounds (outside the study period) are dropped, not clipped:
+    # clipping would pile them on the bounds and could create ties a 'ties: false' schema forbids.
+    # Each entity's output depends on its own events only, so this keeps the entity-level argument.
+    inside = (events.get_column(o) >= spec.order_min) & (events.get_column(o) <= spec.order_max)
+    outside_order = int((~inside).sum())
+    if outside_order:
+        events = events.filter(inside)
+        alive = events.get_column(e).unique()
+        before = statics.height
+        statics = statics.filter(pl.col(e).is_in(alive.implode()))
+        dropped_entities = before - statics.height
+    else:
+        dropped_entities = 0
     # stable sort by entity keeps each entity's file (= time) order
     events = events.with_row_index("_i").sort([e, "_i"]).drop("_i")
     pos = pl.int_range(pl.len(), dtype=pl.Int64).over(e)
@@ -207,8 +224,11 @@ def conform_sequences(
     report = SequenceReport(
         entities=statics.height, events=events.height, truncated_events=n_total - events.height,
         truncated_entities=over.height, clipped=clipped, mapped_to_other=mapped, gaps_outside=outside,
-        entities_without_events=without_events,
+        entities_without_events=without_events, events_outside_order=outside_order,
+        entities_dropped=dropped_entities,
     )
+    if statics.height == 0:
+        raise InputError(f"{path_hint}: no entity has an event within the schema's order bounds")
     return data, report
 
 

@@ -148,6 +148,9 @@ def register_cmd(ctx: click.Context, source: str, data: str, schema_path: str, a
             if r.truncated_events:
                 err_console.print(f"warning: {r.truncated_entities} entities have more than max_events events; "
                                   f"{r.truncated_events} events will be dropped by the truncation rule")
+            if r.events_outside_order:
+                err_console.print(f"warning: {r.events_outside_order} events fall outside the schema's order bounds "
+                                  f"and are dropped ({r.entities_dropped} entities left with none)")
             if r.gaps_outside:
                 err_console.print(f"warning: {r.gaps_outside} gaps between events are outside the schema's gap "
                                   "bounds; generators clip them")

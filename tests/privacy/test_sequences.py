@@ -221,9 +221,29 @@ def test_out_of_domain_values_are_clipped_and_counted(pbc_schema: Schema, pbc_ev
         pl.when(pl.col("id") == single).then(pl.lit("99.5")).otherwise(pl.col("age")).alias("age"),
     )
     data, report = conform_sequences(df, None, pbc_schema)
-    assert report.clipped["day"] == 1
-    assert data.events.get_column("day").max() == pbc_schema.seq.order_max
-    assert report.clipped["age"] == 1
+    # an event outside the order bounds is dropped, and the entity with it (it had no other)
+    assert report.events_outside_order == 1 and report.entities_dropped == 1
+    assert data.n_entities == 311 and single not in data.statics.get_column("id").to_list()
+    assert "day" not in report.clipped
+    # a static value outside its bounds is clipped and counted (on another patient)
+    df = pbc_events.with_columns(
+        pl.when(pl.col("id") == single).then(pl.lit("99.5")).otherwise(pl.col("age")).alias("age"),
+    )
+    data, report = conform_sequences(df, None, pbc_schema)
+    assert report.clipped["age"] == 1 and data.statics.get_column("age").max() == 80
+
+
+def test_order_values_out_of_bounds_never_create_ties(pbc_raw: dict[str, Any], pbc_events: pl.DataFrame) -> None:
+    # days 0, 192 of patient 1 with an order max of 100: clipping would give 0, 100 and a later
+    # visit at 100 too; dropping keeps the schema's no-ties rule true of the output
+    raw = copy.deepcopy(pbc_raw)
+    raw["sequence"]["order"].update(max=400, gap_max=400)
+    schema = Schema.from_dict(raw)
+    data, report = conform_sequences(pbc_events, None, schema)
+    assert report.events_outside_order > 0
+    assert data.events.get_column("day").max() <= 400
+    again, r2 = conform_sequences(data.to_long(), None, schema)
+    assert r2.total_changed == 0 and again.events.equals(data.events)
 
 
 def test_entity_split_is_by_entity_and_seeded(pbc_schema: Schema, pbc_events: pl.DataFrame) -> None:
