@@ -279,9 +279,15 @@ def test_card_states_the_split_sensitivities_and_sigmas(pbc_fit, pbc):
     assert card.spend.epsilon == HIGH.epsilon and card.spend.delta == HIGH.delta
     rho = card.spend.rho
     assert rho is not None and rho == pytest.approx(p["rho"])
-    # sensitivities derived from max_events, sigmas from the formula rho = Delta^2 / (2 sigma^2)
+    # sensitivities derived from max_events: the default per-entity L2 clip sqrt(max_events - 1) for
+    # transitions and gaps and sqrt(max_events) per event column, in fixed point (rounded up to 1/1024);
+    # sigmas from the formula rho = Delta^2 / (2 sigma^2)
     others = [c.name for c in schema.event_columns if c.name not in schema.seq.state]
-    assert p["sensitivities"] == {"transitions": m - 1, "gaps": m - 1, **{f"events:{c}": m for c in others}}
+    q = dm.FIXED_POINT
+    t, e = math.ceil(q * math.sqrt(m - 1)) / q, math.ceil(q * math.sqrt(m)) / q
+    assert p["contribution"] == dm.DEFAULT_CONTRIBUTION == "l2"
+    assert p["sensitivities"] == {"transitions": t, "gaps": t, **{f"events:{c}": e for c in others}}
+    assert p["clip"]["transitions"] == pytest.approx(math.sqrt(m - 1)) and e == 4.0
     for name, sigma in p["sigmas"].items():
         assert sigma == pytest.approx(p["sensitivities"][name] / math.sqrt(2 * p["rho_parts"][name]), rel=1e-8)
     # shares: the defaults, all parts present; the parts add up to rho (composition)
@@ -294,7 +300,8 @@ def test_card_states_the_split_sensitivities_and_sigmas(pbc_fit, pbc):
     assert p["entity_model"]["rho"] == pytest.approx(p["rho_parts"]["entities"])
     assert p["state_columns"] == ["stage", "edema"] and p["state_count"] == 12
     assert "zero-concentrated" in card.accounting and "OpenDP" in card.accounting
-    assert "sensitivity 15" in card.accounting and "sensitivity 16" in card.accounting
+    assert f"L2 sensitivity {t:.6g} counts" in card.accounting and "L2 sensitivity 4 counts" in card.accounting
+    assert "fixed-point clipped counts" in card.accounting
     assert {"state space", "gap bins", "entity count (estimated_rows)"} <= set(card.domain_sources)
     assert {"opendp", "smartnoise-synth", "numpy"} <= set(card.library_versions)
     assert messages[0][0].startswith("dpmarkov") and messages[-1] == ("dpmarkov: done", 1.0)
@@ -318,15 +325,20 @@ def test_tiny_epsilon_noise_is_visible_and_fresh_each_fit(pbc, fake_mst):
     assert not np.allclose(a, b)
     used = real.sum(axis=1) > 0
     assert np.abs(a - real_rows)[used].sum(axis=1).mean() / 2 > 0.3  # far from the truth
-    # sigma dwarfs the counts: with the default back-off (2 sd; a pure-noise row passes with
-    # probability 2.3%) nearly every row uses the pooled distribution
+    # the noise on a row's total dwarfs every row of the (clipped) table: with the default back-off
+    # (2 sd; a pure-noise row passes with probability 2.3%) nearly every row uses the pooled distribution
     fitted = DPMarkovGenerator().fit(data, schema, tiny)
-    assert fitted.card.parameters["sigmas"]["transitions"] > real.sum()
+    _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES))
+    clipped = count_tables(encode_data(data, lay), lay, meas)["transitions"] / meas[0].resolution
+    assert meas[0].name == "transitions" and clipped.sum() <= real.sum()
+    row_sd = fitted.card.parameters["sigmas"]["transitions"] * math.sqrt(lay.n_states)
+    assert row_sd > clipped.sum(axis=1).max()
     assert fitted.card.parameters["backed_off_rows"]["transitions"] >= lay.n_states - 4
     assert np.allclose(fitted.transitions.sum(axis=1), 1.0)
 
 
-def test_nothing_chosen_before_the_noise_depends_on_the_data(fake_mst):
+@pytest.mark.parametrize("options", [{"contribution": "counts"}, {"contribution": "l2"}])
+def test_nothing_chosen_before_the_noise_depends_on_the_data(fake_mst, options):
     raw, schema = load_pbc()
     base, _ = conform_sequences(raw, None, schema)
     # one patient with extreme lab values and a late, far-apart visit; another with 500 visits
@@ -339,10 +351,11 @@ def test_nothing_chosen_before_the_noise_depends_on_the_data(fake_mst):
                       for i in range(500)])
     changed, rep = conform_sequences(pl.concat([extreme, huge]), None, schema)
     assert rep.truncated_entities == 1 and changed.lengths().max() == schema.seq.max_events
-    gen = DPMarkovGenerator()
+    gen = DPMarkovGenerator(**options)
     f1, f2 = gen.fit(base, schema, HIGH), gen.fit(changed, schema, HIGH)
     structural = ("state_cells", "state_count", "length_cells", "start_cells", "gap_bins", "sigmas",
-                  "sensitivities", "table_cells", "rho_parts", "shares", "entity_table_columns")
+                  "sensitivities", "table_cells", "rho_parts", "shares", "entity_table_columns", "contribution",
+                  "clip", "fixed_point_resolution", "integer_sensitivities", "mechanisms")
     for key in structural:
         assert f1.card.parameters[key] == f2.card.parameters[key], key
     # what MST is given: the same public schema and rho, one row per entity
@@ -353,11 +366,14 @@ def test_nothing_chosen_before_the_noise_depends_on_the_data(fake_mst):
     assert gen.layout(schema) == f1.layout == f2.layout  # built from the schema alone
 
 
-def test_every_entity_moves_each_table_by_at_most_the_stated_sensitivity(pbc, berka):
+@pytest.mark.parametrize("contribution", ["counts", "l2"])
+def test_every_entity_moves_each_table_by_at_most_the_stated_sensitivity(pbc, berka, contribution):
     for data, schema in (pbc, berka):
         for order in (1, 2):
             lay = build_layout(schema, order=order)
-            _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES))
+            _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES), contribution=contribution)
+            # l2: every table is clipped (max_events 16 and 64 exceed the default bounds' squares)
+            assert all((x.resolution == dm.FIXED_POINT) == (contribution == "l2") for x in meas)
             full = count_tables(encode_data(data, lay), lay, meas)
             longest = np.argsort(data.lengths())[-8:]
             rest = np.ones(data.n_entities, dtype=bool)
@@ -368,8 +384,8 @@ def test_every_entity_moves_each_table_by_at_most_the_stated_sensitivity(pbc, be
                 mask = np.zeros(data.n_entities, dtype=bool)
                 mask[i] = True
                 own = count_tables(encode_data(data.take(mask), lay), lay, meas)
-                for m in meas:
-                    assert np.linalg.norm(own[m.name].ravel()) <= m.sensitivity
+                for m in meas:  # the measured integers (raw counts, or clipped counts in fixed point)
+                    assert np.linalg.norm(own[m.name].ravel()) <= m.int_sensitivity
                     part[m.name] += own[m.name]
             for m in meas:
                 assert np.array_equal(part[m.name], full[m.name])
@@ -383,7 +399,7 @@ def test_the_sensitivity_bound_is_reached_by_a_worst_case_entity():
     worst = pl.concat([row.with_columns(pl.lit(str(182 * i)).alias("day")) for i in range(m)])
     data, _ = conform_sequences(worst, None, schema)
     lay = build_layout(schema)
-    _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES))
+    _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES), contribution="counts")
     own = count_tables(encode_data(data, lay), lay, meas)
     for meas_ in meas:
         assert np.linalg.norm(own[meas_.name].ravel()) == meas_.sensitivity
@@ -421,6 +437,9 @@ def test_an_oversize_state_space_is_refused_with_one_clear_message_before_the_da
     {"order": 3}, {"order": True}, {"order": "1"}, {"entity_share": 0}, {"gap_share": -0.1},
     {"event_share": float("nan")}, {"transition_share": "0.2"}, {"backoff": -1}, {"backoff": float("inf")},
     {"gap_bins": 1}, {"gap_bins": 2.5}, {"start_bins": 10_000},
+    {"contribution": "l1"}, {"contribution": None}, {"contribution": "L2"}, {"contribution": "l2", "clip": 0},
+    {"contribution": "l2", "clip": -2.0}, {"contribution": "l2", "clip": float("inf")},
+    {"contribution": "l2", "clip": "4"}, {"contribution": "l2", "clip": True}, {"contribution": "counts", "clip": 4},
 ])
 def test_bad_options_are_refused(options):
     with pytest.raises(InputError, match="dpmarkov"):
@@ -526,3 +545,111 @@ def test_public_bins_cover_the_bounds_from_the_schema_alone(pbc, berka):
     assert big is not None and big.highs[-1] == big.lows[-1] == 10_000 and big.size <= 64
     codec = CellCodec.from_column(berka[1].column("operation"))
     assert codec.size == 6 and codec.labels()[-1] == "<missing>"
+
+
+# -- per-entity contribution bounding (contribution="l2") --------------------------------------------
+
+
+def _expected(kind: str, m: int, clip: float | None) -> tuple[float | None, int, int]:
+    """(clip, resolution, integer sensitivity) of a table whose entity adds at most ``m`` counts."""
+    if kind == "counts":
+        return None, 1, m
+    c = min(math.sqrt(m) if clip is None else clip, m)
+    return (c, 1, m) if c >= m else (c, dm.FIXED_POINT, math.ceil(dm.FIXED_POINT * c))
+
+
+@pytest.mark.parametrize("kind, clip", [("counts", None), ("l2", None), ("l2", 2.5), ("l2", 15.5)])
+def test_card_sensitivity_and_sigma_follow_the_formula_of_each_mode(pbc, fake_mst, kind, clip):
+    data, schema = pbc
+    m = schema.seq.max_events
+    options: dict[str, Any] = {"contribution": kind} | ({} if clip is None else {"clip": clip})
+    fitted = DPMarkovGenerator(**options).fit(data, schema, PrivacySpend(epsilon=2.0, delta=1e-6))
+    p = fitted.card.parameters
+    assert p["contribution"] == kind
+    for name in p["sigmas"]:
+        most = m if name.startswith("events:") else m - 1
+        c, q, d = _expected(kind, most, clip)
+        assert p["clip"][name] == (None if c is None else pytest.approx(c))
+        assert p["fixed_point_resolution"][name] == q and p["integer_sensitivities"][name] == d
+        # the sensitivity in counts is the integer one over the resolution: at most clip + 1/resolution
+        assert p["sensitivities"][name] == pytest.approx(d / q, rel=1e-15)
+        if c is not None:
+            assert c <= p["sensitivities"][name] <= c + 1 / q
+        # rho = Delta^2 / (2 sigma^2) for the part, in counts and in fixed point alike
+        assert p["sigmas"][name] == pytest.approx(p["sensitivities"][name] / math.sqrt(2 * p["rho_parts"][name]),
+                                                  rel=1e-8)
+        assert ("fixed-point" in p["mechanisms"][name]) == (q > 1)
+    assert p["rho"] * (1 - 1e-6) <= p["rho_used"] <= p["rho"]
+    scaled = any(q > 1 for q in p["fixed_point_resolution"].values())
+    assert ("fixed-point clipped counts" in fitted.card.accounting) == scaled == (kind == "l2")
+    if clip == 15.5:  # above max_events - 1: transitions and gaps are raw counts, event columns still clipped
+        assert p["fixed_point_resolution"]["transitions"] == 1 and p["sensitivities"]["transitions"] == m - 1
+    if kind == "l2" and clip is None:  # the default rule: sqrt(max_events - 1), sqrt(max_events) for columns
+        assert p["clip"]["transitions"] == pytest.approx(math.sqrt(15)) and p["sensitivities"]["events:chol"] == 4.0
+
+
+def test_a_concentrated_entity_is_scaled_down_to_the_clip_bound():
+    raw, schema = load_pbc()
+    m = schema.seq.max_events
+    # one patient with identical values at every visit: each table gets all its counts in one cell
+    row = raw.filter(pl.col("id") == "2").head(1)
+    worst = pl.concat([row.with_columns(pl.lit(str(182 * i)).alias("day")) for i in range(m)])
+    data, _ = conform_sequences(worst, None, schema)
+    lay = build_layout(schema)
+    for clip, rule in ((2.5, lambda k: 2.5), (None, math.sqrt)):
+        _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES), contribution="l2", clip=clip)
+        own = count_tables(encode_data(data, lay), lay, meas)
+        for x in meas:
+            cell = own[x.name].ravel()
+            assert np.count_nonzero(cell) == 1  # still one cell: the vector is scaled, never spread
+            bound = x.resolution * rule(x.max_contribution)  # one cell c: R * c * C / ||c||_2 = R * C
+            assert bound - 1 < cell.max() <= bound and np.linalg.norm(cell) <= x.int_sensitivity
+    # an entity with counts (3, 4) (norm 5) is scaled to (1.5, 2) at clip 2.5; one of norm sqrt(3) is kept
+    ent = np.array([0] * 7 + [1] * 3)
+    flat = np.array([0, 0, 0, 1, 1, 1, 1, 2, 3, 4])
+    q = dm.FIXED_POINT
+    got = dm.clipped_counts(ent, flat, 6, 2.5, q, math.ceil(2.5 * q))
+    assert got.tolist() == [1.5 * q, 2 * q, q, q, q, 0]
+    # a vector that rounding pushed over the integer bound is shrunk again in integers
+    tight = dm.clipped_counts(ent[:7], flat[:7], 2, 2.5, q, 2000)
+    assert np.linalg.norm(tight) <= 2000 and tight[0] * 4 == pytest.approx(tight[1] * 3, abs=4)
+
+
+def test_l2_estimate_converges_to_the_clipped_tables_at_huge_epsilon(pbc, fake_mst):
+    data, schema = pbc
+    huge = PrivacySpend(epsilon=1e4, delta=1e-5)  # sigma about 0.06 counts on transitions
+    fitted = DPMarkovGenerator(contribution="l2").fit(data, schema, huge)
+    lay = fitted.layout
+    _, meas, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES), contribution="l2")
+    exact = count_tables(encode_data(data, lay), lay, meas)
+    _, meas_c, _ = plan_budget(lay, 1.0, dict(dm.DEFAULT_SHARES), contribution="counts")
+    raw = count_tables(encode_data(data, lay), lay, meas_c)
+
+    def rows(t: np.ndarray) -> np.ndarray:
+        t = t.astype(float)
+        return t / np.maximum(t.sum(axis=-1, keepdims=True), 1e-12)
+
+    used = raw["transitions"].sum(axis=1) > 0
+    w = raw["transitions"].sum(axis=1)[used] / raw["transitions"].sum()
+    assert fitted.card.parameters["backed_off_rows"]["transitions"] <= int((~used).sum()) + 1
+    # the noise vanishes (sigma 0.06 to 0.07 counts): the estimate is the clipped table, row-normalised
+    # (rows with a clipped mass of 50 or more to 0.02, and all rows weighted by the real state frequency)
+    assert fitted.gaps is not None
+    for name, est in (("transitions", fitted.transitions), ("gaps", fitted.gaps)):
+        clipped = exact[name] / dm.FIXED_POINT
+        big = clipped.sum(axis=1) >= 50
+        assert big.sum() >= 6 and np.abs(est[big] - rows(clipped)[big]).max() < 0.02
+    gap_w = raw["gaps"].sum(axis=1) / raw["gaps"].sum()
+    assert (gap_w * 0.5 * np.abs(fitted.gaps - rows(exact["gaps"])).sum(axis=1)).sum() < 0.01
+    # and clipping only reweights entities: the transitions stay close to the raw counts'
+    bias = (w * 0.5 * np.abs(fitted.transitions[used] - rows(raw["transitions"])[used]).sum(axis=1)).sum()
+    assert bias < 0.05, bias
+    # a lab column's cells, mixed over the real states, match the real marginal
+    j = [c.name for c in lay.others].index("chol")
+    chol = raw["events:chol"]
+    assert tv(chol.sum(axis=0), (fitted.others[j] * chol.sum(axis=1, keepdims=True)).sum(axis=0)) < 0.05
+
+
+def test_plan_budget_refuses_an_unknown_contribution(pbc):
+    with pytest.raises(InputError, match="contribution"):
+        plan_budget(build_layout(pbc[1]), 1.0, dict(dm.DEFAULT_SHARES), contribution="l1")
