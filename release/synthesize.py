@@ -75,7 +75,8 @@ def settle(s: Any, run: Run, reserved: PrivacySpend, actual: PrivacySpend) -> No
     """Bring a run's charge down to what its accountant reports for the mechanism actually run.
 
     The reserved spend was charged before the data was read. A generator whose noise calibration
-    landed under the budget (DP-SGD's bisection, PATE's certified vote noise) reports a smaller
+    landed under the budget (PATE's certified vote noise; the DP-SGD generators report their
+    fixed-order guarantee, which is the budget itself) reports a smaller
     (epsilon, delta); the ledger then records a credit row for the difference (charges are append-only) and
     the run's claim becomes the accountant's figure. A report *above* the reservation is a bug in
     the generator and fails the run: nothing is credited and the claim is not raised after the fact.

@@ -204,8 +204,9 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 @click.option("--target", default=None, help="Column the utility audit predicts (default: the policy's or schema's).")
 @click.option("--max-rounds", type=int, default=None, help="AIM: stop after this many rounds, spending the rest in the last.")
 @click.option("--time-limit", type=float, default=None,
-              help="AIM: seconds after which the next round spends the rest. Deep generators: stop training after "
-                   "this many seconds and charge only what the accountant reports for the steps run.")
+              help="AIM: seconds after which the next round spends the rest. Deep generators: train only the steps "
+                   "that fit in this many seconds (timed before training on schema-random rows; the noise is "
+                   "calibrated for them, so the budget is spent in full).")
 @click.option("--epochs", type=int, default=None, help="Deep generators: passes over the data (in expectation).")
 @click.option("--batch-size", type=int, default=None, help="Deep generators: expected batch size of DP-SGD.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,

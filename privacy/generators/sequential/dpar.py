@@ -39,11 +39,15 @@ them, gaps clipped to the schema's bounds; add/remove one entity):
 4. **Accounting** (``accounting``: opacus' RDP accountant): ``rho_s``-zCDP means an RDP curve of
    ``rho_s * alpha`` at every order, which is exactly the curve of an unsampled Gaussian mechanism
    with noise multiplier ``1 / sqrt(2 rho_s)`` (``alpha / (2 sigma^2)``); the statics enter the
-   history as that entry, and the DP-SGD steps as Poisson-subsampled Gaussians. The noise
-   multiplier is calibrated before training so that statics + all planned steps spend at most
-   epsilon (RDP composition), and the card's spend is the accountant's figure for the steps run.
-   ``time_limit_s`` becomes a step count before DP-SGD reads the data (timed on schema-random
-   entities, ``dpsgd.steps_for_time``).
+   history as that entry, and the DP-SGD steps as Poisson-subsampled Gaussians. The rate and
+   steps depend on MST's noisy total (an adaptive choice), so the guarantee is taken at one Renyi
+   order ``alpha0`` fixed from public inputs before the data is read (``accounting.fixed_order``:
+   epsilon, delta, epochs, ``rho_s``); the noise multiplier is calibrated before training so that
+   statics + all planned steps have RDP at ``alpha0`` within the budget whose conversion is the
+   requested epsilon, for every possible count, and the card's spend is that guarantee
+   (``Plan.epsilon_guarantee``; the optimised-order figure of the run's history is information
+   only). ``time_limit_s`` becomes a step count before DP-SGD reads the data (timed on
+   schema-random entities, ``dpsgd.steps_for_time``), calibrated at the same ``alpha0``.
 5. **Sampling is post-processing**: MST's model draws the statics, the transformer the events,
    with generators seeded from the caller's seed (no global generator is touched). DP noise,
    Poisson sampling, MST's selection and the initial weights come from OS entropy, never from a
@@ -100,6 +104,7 @@ from privacy.generators.tabular.deep.dpsgd import (
     PrivateModule,
     check_common_options,
     entropy_generator,
+    guarantee_text,
     poisson_indices,
     resolve_device,
     shuffled_batches,
@@ -1080,12 +1085,14 @@ def _check_frame(data: SequenceData, schema: Schema) -> None:
 
 
 def make_plan(spend: PrivacySpend, options: DPAROptions, noisy_entities: float, static_rho: float,
-              steps: int | None = None) -> Plan:
+              steps: int | None = None, order: float | None = None) -> Plan:
     """Poisson rate ``batch_size / noisy entities``, ``ceil(epochs / rate)`` steps (or ``steps``),
-    and the noise multiplier with which the statics (rho-zCDP) + all steps spend at most epsilon."""
+    and the noise multiplier with which the statics (rho-zCDP) + all steps have RDP at the public
+    order ``alpha0`` (``order``, else ``Plan.public_order``) within the budget whose conversion is
+    the requested epsilon."""
     return Plan.make(epsilon=float(spend.epsilon), delta=float(spend.delta), noisy_rows=float(noisy_entities),
                      batch_size=options.batch_size, epochs=options.epochs, max_grad_norm=options.max_grad_norm,
-                     fixed_history=[zcdp_entry(static_rho)], steps=steps)
+                     fixed_history=[zcdp_entry(static_rho)], steps=steps, order=order)
 
 
 # --- training --------------------------------------------------------------------------------------
@@ -1281,14 +1288,15 @@ class DPARGenerator:
         if opts.time_limit_s is not None:
             steps, probe_per_step = steps_within_time(layout, opts, plan, time.monotonic() - started)
             if steps < plan.planned_steps:
-                plan = make_plan(spend, opts, statics.noisy_entities, rho_s, steps=steps)
+                plan = make_plan(spend, opts, statics.noisy_entities, rho_s, steps=steps, order=plan.order)
         pre = pretraining_state(data, schema, opts, plan=plan, init_seed=secrets.randbits(63))
         clock.say(f"{NAME}: noisy entity count {plan.noisy_rows:.0f}; {plan.planned_steps} DP-SGD steps at rate "
                   f"{plan.sample_rate:.4g}, noise multiplier {plan.noise_multiplier:.4g}", 0.0)
         result = _train(pre, private=True, clock=clock)
-        spent = plan.epsilon_after(result.steps)
-        if spent > spend.epsilon * (1 + 1e-9):  # the calibration guarantees this; never report more
-            raise AssertionError(f"accountant reports epsilon {spent} > budget {spend.epsilon}")
+        # the guarantee of the adaptive mechanism (RDP at the fixed order within B for every count)
+        spent = plan.epsilon_guarantee
+        if spent > spend.epsilon * (1 + 1e-9) or not plan.rdp_at_order(result.steps) <= plan.rdp_budget:
+            raise AssertionError(f"guarantee {spent} > budget {spend.epsilon}")  # the calibration guarantees this
         params = _parameters(pre, result, private=True)
         params.update(statics.parameters)
         params.update({
@@ -1299,6 +1307,7 @@ class DPARGenerator:
             "rho_static": rho_s,
             "static_epsilon_alone": rdp_epsilon([zcdp_entry(rho_s)], float(spend.delta)),
             "fixed_history": [list(h) for h in plan.fixed_history],
+            **plan.guarantee_parameters(result.steps),
             "steps_for_epochs": steps_for_epochs,
             "steps_limited_by_time": plan.planned_steps < steps_for_epochs,
             "probe_seconds_per_step": probe_per_step,
@@ -1322,7 +1331,7 @@ def accounting_text(plan: Plan, rho_s: float) -> str:
         f"as an unsampled Gaussian with noise multiplier 1/sqrt(2 rho_s) = {plan.fixed_history[0][0]:.6g}; events: "
         f"DP-SGD with Poisson sampling of entities (rate {plan.sample_rate:.4g}), per-entity clipping (norm "
         f"{plan.max_grad_norm:g}) and Gaussian noise (multiplier {plan.noise_multiplier:.4g}); both composed in RDP "
-        "(adaptive composition) and converted once; epsilon is the accountant's figure for the steps actually run"
+        f"(adaptive composition) and converted once. {guarantee_text(plan)}"
     )
 
 

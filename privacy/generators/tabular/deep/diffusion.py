@@ -24,11 +24,15 @@ Privacy argument, step by step (unit: one record of the training split, add/remo
    and one noise draw, so each per-sample loss depends on one record; each sample's gradient is
    clipped to ``max_grad_norm`` and Gaussian noise is added. An empty Poisson sample is a valid
    step (opacus then applies noise only).
-4. **Accounting**: the count and all DP-SGD steps compose in one RDP accountant (``accounting``);
-   the noise multiplier is calibrated before training so that count + all planned steps spend at
-   most epsilon, and the charge is the accountant's figure for the steps actually run (never more
-   than requested). ``time_limit_s`` becomes a step count before DP-SGD reads the data (timed on
-   schema-random rows, ``dpsgd.steps_for_time``); the noise is calibrated for that count.
+4. **Accounting**: the count and all DP-SGD steps compose in one RDP accountant (``accounting``).
+   The rate and steps depend on the noisy count (an adaptive choice), so the guarantee is taken at
+   one Renyi order ``alpha0`` fixed from public inputs before the data is read
+   (``accounting.fixed_order``); the noise multiplier is calibrated before training so that count +
+   all planned steps have RDP at ``alpha0`` within the budget whose conversion is the requested
+   epsilon, for every possible count, and the charge is that guarantee (``Plan.epsilon_guarantee``;
+   the run's optimised-order figure is on the card as information only). ``time_limit_s`` becomes a
+   step count before DP-SGD reads the data (timed on schema-random rows, ``dpsgd.steps_for_time``);
+   the noise is calibrated for that count at the same ``alpha0``.
 5. **Sampling is post-processing**: the reverse process starts from noise drawn with a
    ``torch.Generator`` seeded by the caller's seed (no global RNG is touched), and decoding uses the
    public encoder. DP noise, Poisson sampling, timesteps, diffusion noise and the initial weights
@@ -74,7 +78,7 @@ import polars as pl
 
 from privacy.errors import InputError
 from privacy.generators.tabular.base import GeneratorCard, Progress
-from privacy.generators.tabular.deep.accounting import ACCOUNTANT, ORDERS
+from privacy.generators.tabular.deep.accounting import ACCOUNTANT, order_epsilon, rdp_at
 from privacy.generators.tabular.deep.dpsgd import (
     Clock,
     FittedTorchModel,
@@ -548,13 +552,15 @@ def measure_rows(data: pl.DataFrame, spend: PrivacySpend, preprocess_share: floa
                                 epsilon=preprocess_share * spend.epsilon, delta=spend.delta)
 
 
-def make_plan(spend: PrivacySpend, options: DiffusionOptions, count: Measurement, steps: int | None = None) -> Plan:
+def make_plan(spend: PrivacySpend, options: DiffusionOptions, count: Measurement, steps: int | None = None,
+              order: float | None = None) -> Plan:
     """The DP-SGD plan: Poisson rate ``batch_size / noisy count``, ``ceil(epochs / rate)`` steps (or
-    ``steps``, from a time limit), and the noise multiplier with which count + all steps spend at
-    most ``spend.epsilon`` (RDP). No data."""
+    ``steps``, from a time limit), and the noise multiplier with which count + all steps have RDP at
+    the public order ``alpha0`` (``order``, else ``Plan.public_order``) within the budget whose
+    conversion is ``spend.epsilon``. No data."""
     return Plan.make(epsilon=float(spend.epsilon), delta=float(spend.delta), noisy_rows=float(count.values[0]),
                      batch_size=options.batch_size, epochs=options.epochs, max_grad_norm=options.max_grad_norm,
-                     fixed_history=[count.entry], steps=steps)
+                     fixed_history=[count.entry], steps=steps, order=order)
 
 
 def steps_within_time(encoder: SchemaEncoder, options: DiffusionOptions, plan: Plan, elapsed: float) -> tuple[int, float]:
@@ -617,31 +623,25 @@ def pretraining_state(data: pl.DataFrame, schema: Schema, options: DiffusionOpti
 
 
 class EpsilonMeter:
-    """``plan.epsilon_after(steps)`` for progress reports, without recomputing the RDP curve each time.
+    """``plan.epsilon_after(steps)`` for progress reports: the run so far, converted at the plan's ``alpha0``.
 
-    ``Plan.epsilon_after`` rebuilds opacus' RDP of the subsampled Gaussian over all orders on every
-    call (about 0.4 s with ``accounting.ORDERS``); the RDP of ``k`` identical steps is ``k`` times
-    that of one (opacus computes it so), so we compute the fixed part and one step once and convert
-    with opacus' ``get_privacy_spent``, in the same order of operations as ``accounting.rdp_epsilon``.
-    The charged spend still comes from ``plan.epsilon_after``.
+    The RDP of ``k`` identical steps is ``k`` times that of one (opacus computes it so): the fixed
+    part and one step are computed once, in the same order of operations as ``accounting.rdp_at``,
+    and converted at the plan's order. The card charges ``plan.epsilon_guarantee``. A hand-built
+    plan without an order (tests) reports NaN.
     """
 
     def __init__(self, plan: Plan) -> None:
-        from opacus.accountants.analysis.rdp import compute_rdp
-
         self.plan = plan
-        self._fixed = [compute_rdp(q=q, noise_multiplier=s, steps=n, orders=ORDERS) for s, q, n in plan.fixed_history]
-        self._step = compute_rdp(q=plan.sample_rate, noise_multiplier=plan.noise_multiplier, steps=1, orders=ORDERS)
+        self._fixed = rdp_at(plan.fixed_history, plan.order) if plan.order is not None else math.nan
+        self._step = rdp_at([(plan.noise_multiplier, plan.sample_rate, 1)], plan.order) if plan.order is not None \
+            else math.nan
 
     def __call__(self, steps: int) -> float:
-        from opacus.accountants.analysis.rdp import get_privacy_spent
-
-        parts = [*self._fixed, self._step * steps] if steps else list(self._fixed)
-        if not parts:
-            return 0.0
-        eps, _ = get_privacy_spent(orders=ORDERS, rdp=sum(parts), delta=self.plan.delta)
-        return float(eps)
-
+        if self.plan.order is None:
+            return math.nan
+        total = self._fixed + self._step * steps if steps else self._fixed
+        return order_epsilon(total if math.isfinite(total) else math.inf, self.plan.order, self.plan.delta)
 
 
 @dataclass(frozen=True)
@@ -781,14 +781,15 @@ class DPDiffusionGenerator:
             steps, probe_per_step = steps_within_time(SchemaEncoder.from_schema(schema), opts, plan,
                                                       time.monotonic() - started)
             if steps < plan.planned_steps:
-                plan = make_plan(spend, opts, count, steps=steps)
+                plan = make_plan(spend, opts, count, steps=steps, order=plan.order)
         pre = pretraining_state(data, schema, opts, plan=plan, init_seed=secrets.randbits(63))
         clock.say(f"{NAME}: noisy row count {pre.noisy_rows:.0f}; {pre.plan.planned_steps} DP-SGD steps at rate "
                   f"{pre.plan.sample_rate:.4g}, noise multiplier {pre.plan.noise_multiplier:.4g}", 0.0)
         result = _train(pre, private=True, clock=clock)
-        spent = plan.epsilon_after(result.steps)
-        if spent > spend.epsilon * (1 + 1e-9):  # the calibration guarantees this; never report more
-            raise AssertionError(f"accountant reports epsilon {spent} > budget {spend.epsilon}")
+        # the guarantee of the adaptive mechanism (RDP at the fixed order within B for every count)
+        spent = plan.epsilon_guarantee
+        if spent > spend.epsilon * (1 + 1e-9) or not plan.rdp_at_order(result.steps) <= plan.rdp_budget:
+            raise AssertionError(f"guarantee {spent} > budget {spend.epsilon}")  # the calibration guarantees this
         params = _parameters(pre, result, clock, private=True)
         params.update({
             "requested_epsilon": float(spend.epsilon),
@@ -798,6 +799,7 @@ class DPDiffusionGenerator:
             "count_l2_sensitivity": count.l2_sensitivity,
             "preprocess_epsilon": opts.preprocess_share * float(spend.epsilon),
             "preprocess_history": [list(h) for h in plan.fixed_history],
+            **plan.guarantee_parameters(result.steps),
             "steps_for_epochs": steps_for_epochs,
             "steps_limited_by_time": plan.planned_steps < steps_for_epochs,
             "probe_seconds_per_step": probe_per_step,

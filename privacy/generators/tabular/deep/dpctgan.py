@@ -27,12 +27,17 @@ Privacy argument, step by step (unit: one record of the training split, add/remo
    discriminator's output on generated rows plus CTGAN's conditional cross-entropy on its own
    output, so its updates are post-processing.
 5. **Accounting**: the measurement of step 2 and all DP-SGD steps compose in one RDP accountant
-   (``accounting``); the noise multiplier is calibrated before training so that the planned steps
-   spend at most epsilon, and the charge is the accountant's figure for the steps actually run.
+   (``accounting``). The Poisson rate and the steps depend on the noisy count, so the training is
+   chosen adaptively and the guarantee is taken at one Renyi order ``alpha0`` fixed from public
+   inputs before the data is read (``accounting.fixed_order``: epsilon, delta, epochs, the
+   measurement's noise); the noise multiplier is calibrated so that measurement + all planned steps
+   have RDP at ``alpha0`` within the budget ``B(alpha0)`` whose conversion is the requested epsilon,
+   whatever the count. The charge is that guarantee (``Plan.epsilon_guarantee``); opacus'
+   optimised-order figure for the run's history is on the card as information only.
    ``time_limit_s`` is turned into a step count *before* DP-SGD reads the data, by timing a few
    steps on rows drawn uniformly from the schema's domain (``dpsgd.steps_for_time``); the noise is
-   calibrated for that count, so the whole budget is spent and the number of steps never depends
-   on how long the real batches took.
+   calibrated for that count at the same ``alpha0``, so the whole budget is spent and the number of
+   steps never depends on how long the real batches took.
 
 PacGAN: the discriminator takes ``pac`` rows at once in CTGAN. Under DP-SGD the unit of per-sample
 clipping must be one record; packing ``pac`` real records into one clipped sample makes one
@@ -401,6 +406,20 @@ def fit_nonprivate(data: pl.DataFrame, schema: Schema, *, progress: Progress | N
     return _train(gen, data, schema, PrivacySpend(epsilon=1.0, delta=1e-9), progress=progress, private=False)
 
 
+def make_plan(spend: PrivacySpend, opts: DPCTGANGenerator, noisy_rows: float, entry: tuple[float, float, int],
+              steps: int | None = None, order: float | None = None) -> Plan:
+    """The DP-SGD plan from the noisy row count and the measurement's history entry (no data).
+
+    Poisson rate ``batch_size / noisy rows``, ``ceil(epochs / rate)`` steps (or ``steps``, from a
+    time limit), and the noise multiplier with which measurement + all steps have RDP at the public
+    order ``alpha0`` (``order``, else ``Plan.public_order``) within the budget whose conversion is
+    ``spend.epsilon``.
+    """
+    return Plan.make(epsilon=spend.epsilon, delta=spend.delta, noisy_rows=noisy_rows, batch_size=opts.batch_size,
+                     epochs=opts.epochs, max_grad_norm=opts.max_grad_norm, fixed_history=[entry], steps=steps,
+                     order=order)
+
+
 def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: PrivacySpend, *,
            progress: Progress | None, private: bool) -> FittedDPCTGAN:
     import torch
@@ -419,8 +438,7 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
     if private:
         eps_pre = opts.preprocess_share * spend.epsilon
         cond, noisy_rows, meas = measure(encoder, codes, cat_index, eps_pre, spend.delta)
-        plan = Plan.make(epsilon=spend.epsilon, delta=spend.delta, noisy_rows=noisy_rows, batch_size=opts.batch_size,
-                         epochs=opts.epochs, max_grad_norm=opts.max_grad_norm, fixed_history=[meas.entry])
+        plan = make_plan(spend, opts, noisy_rows, meas.entry)
     else:
         # NOT private: exact frequencies and row count, for the benchmark's non-DP twin only
         cond = CondSampler(
@@ -454,9 +472,7 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
         steps, probe_per_step = steps_for_time(opts.time_limit_s, time.monotonic() - fit_started,
                                                plan.planned_steps, probe)
         if steps < plan.planned_steps:
-            plan = Plan.make(epsilon=spend.epsilon, delta=spend.delta, noisy_rows=noisy_rows,
-                             batch_size=opts.batch_size, epochs=opts.epochs, max_grad_norm=opts.max_grad_norm,
-                             fixed_history=list(plan.fixed_history), steps=steps)
+            plan = make_plan(spend, opts, noisy_rows, meas.entry, steps=steps, order=plan.order)
     planned_by_epochs = Plan.rate_and_steps(noisy_rows, opts.batch_size, opts.epochs)[1]
 
     gan = _GAN(encoder, cfg, plan, opts.grad_sample_mode, device, private, gen_rng, fake_per_step)
@@ -484,12 +500,11 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
                       f"G loss {g_loss:.3f}, epsilon {eps_now:.3f}", steps_done / plan.planned_steps)
     train_seconds = time.monotonic() - train_started
 
-    spent = plan.epsilon_after(steps_done) if private else float("nan")
-    if private and spent > spend.epsilon * (1 + 1e-9):
-        raise AssertionError(f"accountant reports {spent} > budget {spend.epsilon}")  # calibration guarantees this
-    if private and steps_done == 0:
-        # nothing was trained, but the measurement was made and is charged
-        spent = plan.epsilon_after(0)
+    # the guarantee of the adaptive mechanism (RDP at the fixed order within B for every count),
+    # charged in full even if fewer steps ran (fewer steps stay under B: RDP grows with the steps)
+    spent = plan.epsilon_guarantee if private else float("nan")
+    if private and (spent > spend.epsilon * (1 + 1e-9) or not plan.rdp_at_order(steps_done) <= plan.rdp_budget):
+        raise AssertionError(f"guarantee {spent} > budget {spend.epsilon}")  # the calibration guarantees this
     state = {k: v.detach().cpu().clone() for k, v in gan.generator.state_dict().items()}
     params = {
         **opts.options(),
@@ -508,6 +523,7 @@ def _train(opts: DPCTGANGenerator, data: pl.DataFrame, schema: Schema, spend: Pr
         "preprocess_noise_std": None if not private else float(meas.std),
         "preprocess_l2_sensitivity": None if not private else float(meas.l2_sensitivity),
         "preprocess_history": [list(h) for h in plan.fixed_history],
+        **(plan.guarantee_parameters(steps_done) if private else {}),
         "generated_rows_per_step": fake_per_step,
         "device_used": str(device),
         "loss": "non-saturating GAN (softplus), conditional cross-entropy on the generator",

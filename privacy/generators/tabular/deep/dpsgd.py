@@ -9,9 +9,13 @@ What lives here, and why:
   generator (a published seed would make the noise a known function of the data).
 - ``Plan``: everything about the training fixed *before* the data is read by DP-SGD: the noisy
   row count (bought with budget), the Poisson sampling rate ``batch_size / noisy count``, the
-  number of steps ``ceil(epochs / rate)``, the noise multiplier calibrated so that the RDP
-  accountant's epsilon for the pre-processing measurements plus all planned steps is at most the
-  budget. opacus' ``make_private_with_epsilon`` does the same calibration but cannot put our
+  number of steps ``ceil(epochs / rate)``, the Renyi order ``alpha0`` of the guarantee (from public
+  inputs only: ``accounting.fixed_order``) and the noise multiplier calibrated so that the
+  pre-processing measurements plus all planned steps have RDP at ``alpha0`` at most the budget
+  ``B(alpha0)`` whose conversion is the requested epsilon. Because rate and steps depend on the
+  noisy count, the guarantee must hold at one order for every count (adaptive RDP composition is
+  per order; ``accounting``'s docstring): the card's epsilon is ``order_epsilon(B, alpha0)``.
+  opacus' ``make_private_with_epsilon`` calibrates with an order optimised per plan and cannot put our
   pre-processing measurements in its accountant and sets the sampling rate from ``len(data)`` (a
   data-dependent quantity bought with no budget); we build the same parts it builds
   (``GradSampleModule`` or its fast-gradient-clipping twin, ``DPOptimizer``) with our rate.
@@ -40,10 +44,15 @@ from privacy.errors import InputError
 from privacy.generators.tabular.base import GeneratorCard
 from privacy.generators.tabular.deep.accounting import (
     ACCOUNTANT,
+    REFERENCE_BATCHES,
     History,
     calibrate_measurement,
-    calibrate_sgd,
+    calibrate_sgd_at_order,
+    fixed_order,
     gaussian_entry,
+    order_epsilon,
+    rdp_at,
+    rdp_budget,
     rdp_epsilon,
 )
 
@@ -118,7 +127,12 @@ def gaussian_measurement(true_values: np.ndarray, l2_sensitivity: float, epsilon
 
 @dataclass(frozen=True)
 class Plan:
-    """The DP-SGD training fixed before DP-SGD reads the data."""
+    """The DP-SGD training fixed before DP-SGD reads the data.
+
+    ``order`` is the Renyi order ``alpha0`` of the guarantee (``accounting.fixed_order``, public
+    inputs only); ``None`` only in hand-built plans (tests, the non-private twins), which certify
+    nothing.
+    """
 
     epsilon: float
     delta: float
@@ -129,6 +143,7 @@ class Plan:
     noise_multiplier: float
     max_grad_norm: float
     fixed_history: History = field(default_factory=list)
+    order: float | None = None
 
     @staticmethod
     def rate_and_steps(noisy_rows: float, batch_size: int, epochs: int) -> tuple[float, int]:
@@ -137,30 +152,107 @@ class Plan:
         rate = min(1.0, batch_size / rows)
         return rate, max(1, math.ceil(epochs / rate))
 
+    @staticmethod
+    def public_order(*, epsilon: float, delta: float, epochs: int, fixed_history: History) -> float:
+        """``alpha0`` from the spend, the epochs and the pre-processing measurements' noise (no count)."""
+        return fixed_order(epsilon, delta, epochs, fixed_history)
+
     @classmethod
     def make(cls, *, epsilon: float, delta: float, noisy_rows: float, batch_size: int, epochs: int,
-             max_grad_norm: float, fixed_history: History, steps: int | None = None) -> "Plan":
-        """Calibrate the noise for ``epochs`` (or exactly ``steps``, e.g. from a time limit)."""
+             max_grad_norm: float, fixed_history: History, steps: int | None = None,
+             order: float | None = None) -> "Plan":
+        """Calibrate the noise for ``epochs`` (or exactly ``steps``, e.g. from a time limit).
+
+        The noise multiplier is the smallest with which ``fixed_history`` + all the steps have RDP
+        at ``alpha0`` at most ``rdp_budget(epsilon, delta, alpha0)``. ``alpha0`` is ``order`` when
+        given (a time limit's re-plan keeps the first plan's), else ``public_order``: never a
+        function of ``noisy_rows``.
+        """
         rate, planned = cls.rate_and_steps(noisy_rows, batch_size, epochs)
         steps = planned if steps is None else max(1, int(steps))
-        sigma = calibrate_sgd(epsilon, delta, rate, steps, fixed_history)
-        return cls(epsilon=epsilon, delta=delta, noisy_rows=float(noisy_rows), batch_size=batch_size,
+        if order is None:
+            order = cls.public_order(epsilon=epsilon, delta=delta, epochs=epochs, fixed_history=fixed_history)
+        sigma = calibrate_sgd_at_order(order, rdp_budget(epsilon, delta, order), rate, steps, fixed_history)
+        plan = cls(epsilon=epsilon, delta=delta, noisy_rows=float(noisy_rows), batch_size=batch_size,
                    sample_rate=rate, planned_steps=steps, noise_multiplier=sigma, max_grad_norm=max_grad_norm,
-                   fixed_history=list(fixed_history))
+                   fixed_history=list(fixed_history), order=float(order))
+        if not plan.rdp_at_order(steps) <= plan.rdp_budget:  # the calibration guarantees this
+            raise AssertionError(f"plan's RDP at order {order:g} exceeds its budget")
+        return plan
 
     def history(self, steps: int) -> History:
         return [*self.fixed_history, (self.noise_multiplier, self.sample_rate, steps)] if steps else list(
             self.fixed_history
         )
 
+    def _order(self) -> float:
+        if self.order is None:
+            raise ValueError("a hand-built plan without a Renyi order certifies nothing")
+        return self.order
+
+    @property
+    def rdp_budget(self) -> float:
+        """``B(alpha0)``: the RDP at ``alpha0`` that every plan of this spend stays within, whatever the count."""
+        return rdp_budget(self.epsilon, self.delta, self._order())
+
+    @property
+    def epsilon_guarantee(self) -> float:
+        """The (epsilon, ``delta``) guarantee of measurements + DP-SGD: ``B(alpha0)`` converted at ``alpha0``.
+
+        This is what a card reports and the ledger keeps. It bounds the adaptive mechanism, not one
+        plan: the plan (rate, steps, noise) depends on the noisy count, and every count's plan has
+        RDP at ``alpha0`` at most ``B``, so the composition's RDP at ``alpha0`` is at most ``B``. It is
+        the requested epsilon (within rounding, never above it), whatever this run's count was and
+        however many steps it ran (fewer steps stay under ``B``: RDP grows with the steps). It
+        overstates the loss only where the noise floor ``MIN_SIGMA``, not the budget, sets the noise
+        of every count's plan (an epsilon far above what the epochs need): a safe over-charge.
+        """
+        return order_epsilon(self.rdp_budget, self._order(), self.delta)
+
+    def rdp_at_order(self, steps: int) -> float:
+        """RDP at ``alpha0`` of the measurements and ``steps`` DP-SGD steps of this plan."""
+        return rdp_at(self.history(steps), self._order())
+
     def epsilon_after(self, steps: int) -> float:
-        """What the accountant reports after ``steps`` DP-SGD steps (plus the pre-processing)."""
+        """This plan's history after ``steps`` steps, converted at ``alpha0`` (progress reports).
+
+        At most ``epsilon_guarantee`` for any ``steps <= planned_steps``; for this run's history
+        only, so a card charges ``epsilon_guarantee``, not this.
+        """
+        return order_epsilon(self.rdp_at_order(steps), self._order(), self.delta)
+
+    def epsilon_optimised_order(self, steps: int) -> float:
+        """INFORMATION ONLY: opacus' figure for this run's history with the order optimised for it.
+
+        Not a guarantee: the order would be chosen after the noisy count that set this plan
+        (``accounting``'s docstring).
+        """
         return rdp_epsilon(self.history(steps), self.delta)
+
+    def guarantee_parameters(self, steps: int) -> dict[str, Any]:
+        """The card's accounting fields: the guarantee and, marked as such, the information figures."""
+        return {
+            "rdp_order": self._order(),
+            "rdp_order_rule": ORDER_RULE,
+            "rdp_budget_at_order": self.rdp_budget,
+            "rdp_at_order": self.rdp_at_order(steps),
+            "epsilon_guarantee_basis": "RDP at the fixed order rdp_order <= rdp_budget_at_order for every noisy "
+                                       "count, converted at that order (epsilon_spent)",
+            "epsilon_optimised_order_info": self.epsilon_optimised_order(steps),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fixed_history"] = [list(h) for h in self.fixed_history]
         return d
+
+
+#: how ``Plan.order`` is chosen, for cards
+ORDER_RULE = (
+    "fixed before the data is read: opacus' optimal order for a reference plan (the same pre-processing "
+    f"measurements, Poisson rate 1/{REFERENCE_BATCHES}, {REFERENCE_BATCHES} x epochs steps) calibrated to the "
+    "requested epsilon; a function of epsilon, delta, epochs and the measurements' noise only"
+)
 
 
 class PrivateModule:
@@ -342,8 +434,10 @@ def steps_for_time(time_limit_s: float, elapsed_s: float, planned_steps: int, pr
     ``probe(k)`` runs ``k`` steps of the same training on rows drawn uniformly from the schema's
     domain (throwaway models), and the count is 90% of what the remaining time allows at that
     pace, at most the planned steps, at least one. The noise is then calibrated for that many
-    steps, so the whole budget is still spent (with less noise per step). The training may overrun
-    the limit by the probe's timing error; it is never cut short.
+    steps at the first plan's Renyi order (``Plan.make(..., order=plan.order)``), so the whole
+    budget is still spent (with less noise per step) and the RDP at that order stays within the
+    same budget whatever count or timing chose the steps. The training may overrun the limit by the
+    probe's timing error; it is never cut short.
 
     Returns (steps, seconds per step measured).
     """
@@ -359,8 +453,20 @@ def accounting_text(plan: Plan) -> str:
     return (
         f"{ACCOUNTANT}; DP-SGD with Poisson sampling (rate {plan.sample_rate:.4g}), per-sample clipping "
         f"(norm {plan.max_grad_norm:g}) and Gaussian noise (multiplier {plan.noise_multiplier:.4g}), composed in the "
-        "same accountant with the Gaussian pre-processing measurements; epsilon is the accountant's figure for the "
-        "steps actually run"
+        f"same accountant with the Gaussian pre-processing measurements. {guarantee_text(plan)}"
+    )
+
+
+def guarantee_text(plan: Plan) -> str:
+    """What the card's epsilon is: the fixed-order guarantee, and why it covers the count-dependent plan."""
+    return (
+        f"Guarantee: the Renyi order alpha0 = {plan._order():g} is fixed before the data is read (from epsilon, "
+        f"delta, epochs and the measurements' noise); the noise multiplier is calibrated so that measurements + "
+        f"all planned steps have RDP at alpha0 at most {plan.rdp_budget:.6g}, whatever the noisy count that set the "
+        f"sampling rate and steps, so adaptive RDP composition at alpha0 gives epsilon "
+        f"{plan.epsilon_guarantee:.6g} at delta {plan.delta:.3g} (opacus' conversion at alpha0); the card's epsilon "
+        "is that figure. The optimised-order epsilon of this run's history (parameters, "
+        "epsilon_optimised_order_info) is information only, not a guarantee"
     )
 
 
