@@ -214,3 +214,25 @@ def test_plans_over_all_noisy_counts_meet_the_claim(adult, envelope_epsilon) -> 
     orders |= {p.order for p in plans}
     assert len(orders) == 1
     assert orders == {Plan.public_order(epsilon=SPEND.epsilon, delta=SPEND.delta, epochs=8, fixed_history=[entry])}
+
+
+def test_a_tiny_noisy_row_count_still_trains_the_generator() -> None:
+    """A shadow fit on ~170 rows at epsilon 1 could estimate about one row per step for the
+    generator, and BatchNorm cannot train on one row: the audit's one-run fit then failed."""
+    from pathlib import Path
+
+    import polars as pl
+
+    from privacy.generators.tabular.deep.dpctgan import DPCTGANGenerator
+    from privacy.schema import Schema
+    from privacy.spend import PrivacySpend
+    from privacy.table import load_conformed
+
+    data_dir = Path(__file__).parents[1] / "data"
+    schema = Schema.load(data_dir / "adult_schema.yaml")
+    df, _ = load_conformed(data_dir / "adult_2000.csv", schema)
+    small = df.head(12)
+    fitted = DPCTGANGenerator(epochs=1, batch_size=200, device="cpu").fit(small, schema,
+                                                                          PrivacySpend(epsilon=1.0, delta=1e-9))
+    assert fitted.card.parameters["generated_rows_per_step"] >= 2
+    assert isinstance(fitted.sample(5, 0), pl.DataFrame)
