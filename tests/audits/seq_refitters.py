@@ -85,3 +85,34 @@ def random_sequences(schema: Schema, n: int, seed: int, *, missing: float = 0.1)
         cols[col.name] = values.gather(np.repeat(np.arange(n), lengths)) if col.name in spec.static else values
     long = pl.DataFrame([s.alias(name) for name, s in cols.items()])
     return conform_sequences(long, None, schema, path_hint="random")[0]
+
+
+def noisy_copy(data: SequenceData, schema: Schema, seed: int, *, scale: float = 0.05) -> SequenceData:
+    """``data``'s entities with every value perturbed (a memorising generator with a little noise): numeric
+    values (static and event) get Gaussian noise of ``scale`` x their public range (clipped to it, integers
+    rounded), categorical values are redrawn uniformly with probability ``2 x scale``; missing values, the
+    lengths and the order values stay. No entity is then an exact copy."""
+    rng = np.random.default_rng(seed)
+
+    def perturb(df: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+        out = []
+        for name in names:
+            col = schema.column(name)
+            s = df.get_column(name)
+            missing = s.is_null().to_numpy()
+            if col.type == "categorical":
+                redraw = rng.random(s.len()) < 2 * scale
+                new = pl.Series(name, rng.choice(list(col.categories), size=s.len()), dtype=s.dtype)
+                values = pl.select(pl.when(pl.Series(redraw & ~missing)).then(new).otherwise(s)).to_series()
+            else:
+                assert col.min is not None and col.max is not None
+                x = s.cast(pl.Float64).fill_null(col.min).to_numpy()
+                x = np.clip(x + rng.normal(0.0, scale * (col.max - col.min), size=x.size), col.min, col.max)
+                values = pl.Series(name, np.round(x) if col.type == "integer" else x).cast(s.dtype)
+                values = pl.select(pl.when(pl.Series(missing)).then(None).otherwise(values)).to_series()
+            out.append(values.alias(name))
+        return df.with_columns(out) if out else df
+
+    statics = perturb(data.statics, [c.name for c in schema.static_columns])
+    events = perturb(data.events, [c.name for c in schema.event_columns])
+    return SequenceData(statics=statics, events=events, spec=data.spec)

@@ -18,10 +18,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from seq_refitters import IgnoringSequenceRefitter, SequenceCopyRefitter, random_sequences, resample_entities
+from seq_refitters import (
+    IgnoringSequenceRefitter,
+    SequenceCopyRefitter,
+    noisy_copy,
+    random_sequences,
+    resample_entities,
+)
 
 from audits.context import AuditContext, Claim
 from audits.result import AuditResult, Metric
+from audits.sequential import membership
 from audits.sequential.distance import DistanceSpace, nearest, pair_distance
 from audits.sequential.features import (
     MISSING,
@@ -165,8 +172,77 @@ def test_copy_fails_dcr_and_exact_match(case: Case, seq_policy: Policy):
 def test_dcr_of_unseen_real_entities_is_near_one_half(pbc: Case, seq_policy: Policy):
     r = run_sequence_membership(pbc.train, pbc.holdout, pbc.fresh, pbc.schema, seq_policy)
     m = _metric(r, "dcr_share")
-    assert 0.35 < m.value < 0.65 and m.passed is not None
-    assert len(m.details["variants"]) == 1 + seq_policy.audit.dcr_subsets
+    assert 0.35 < m.value < 0.65 and m.passed is True and m.gated_on == "lower"
+    assert m.interval is not None and m.interval[0] < m.value < m.interval[1]
+    variants = m.details["variants"]
+    assert len(variants) == 1 + seq_policy.audit.dcr_subsets
+    # simultaneous over the column sets: a critical value above the single-interval 1.96, every column set's
+    # interval share +- c se, and the reported one spans the largest lower and upper ends
+    c = m.details["critical_value"]
+    assert 1.96 < c < 3.0
+    for v in variants:
+        assert v["interval"][0] == pytest.approx(max(0.0, v["share"] - c * v["se"]), abs=1e-5)
+    assert m.interval[0] == pytest.approx(max(v["interval"][0] for v in variants), abs=1e-6)
+    assert m.details["nearest_real_entities"]["effective_entities"] <= m.details["synthetic_entities_used"]
+
+
+def test_dcr_replicates_read_truncated_neighbour_lists_exactly(pbc: Case, monkeypatch: pytest.MonkeyPatch):
+    """The replicates read each side's nearest entity from the NEIGHBOURS nearest of each side: every
+    replicate's share equals the one from whole lists (the full synthetic x real distance matrix)."""
+    train = pbc.train.take(np.arange(pbc.train.n_entities) < pbc.holdout.n_entities)
+    e_syn, e_train, e_hold = (encode(x, pbc.schema) for x in (pbc.garbage(), train, pbc.holdout))
+    n, k = e_train.n, membership.NEIGHBOURS
+    assert n > 2 * k
+    space = DistanceSpace.from_schema(pbc.schema, ["bili", "edema", "sex"])
+    short = membership.pooled_neighbours(space, e_syn, e_train, e_hold)
+    monkeypatch.setattr(membership, "NEIGHBOURS", n)
+    full = membership.pooled_neighbours(space, e_syn, e_train, e_hold)
+    assert short[0].shape[1] == 2 * k and full[0].shape[1] == 2 * n
+    on_train = membership.random_assignments(n, 300, np.random.default_rng(0))
+    assert (on_train.sum(axis=1) == n).all()
+    np.testing.assert_array_equal(membership.permuted_shares([short], on_train),
+                                  membership.permuted_shares([full], on_train))
+    # the observed assignment gives the share of the nearest training against the nearest holdout entity
+    d_t = nearest(space, e_syn, e_train).distances[:, 0]
+    d_h = nearest(space, e_syn, e_hold).distances[:, 0]
+    expected = np.where(np.abs(d_t - d_h) <= 1e-9, 0.5, (d_t < d_h).astype(float)).mean()
+    observed = (np.arange(2 * n) < n)[None, :]
+    assert membership.permuted_shares([short], observed)[0, 0] == pytest.approx(expected)
+
+
+def test_dcr_gate_passes_chance_and_fails_copies_over_splits(pbc: Case, seq_policy: Policy):
+    """Over several splits of pbcseq, generators whose output does not depend on the training entities
+    (random sequences; a resample of real entities neither side has seen) pass the DCR gate although their
+    point share is often above the threshold, while copies and noisy copies (no exact match: only the DCR
+    share can catch them) all fail; and the standard error follows the share's real spread around 0.5,
+    which the binomial one (0.5 / sqrt(m)) understates."""
+    data, _ = conform_sequences(read_raw(DATA / "pbcseq.csv"), None, pbc.schema)
+    chance: list[Metric] = []
+    leaky: list[Metric] = []
+    for seed in range(6):
+        train, holdout = split_entities(data, 0.3, seed)
+        rest, fresh = split_entities(train, 0.4, 100 + seed)
+        for real, syn in ((train, random_sequences(pbc.schema, train.n_entities, seed)),
+                          (rest, resample_entities(fresh, rest.n_entities + 1, seed))):
+            chance.append(_metric(run_sequence_membership(real, holdout, syn, pbc.schema, seq_policy), "dcr_share"))
+        leaky.append(_metric(run_sequence_membership(train, holdout, resample_entities(train, train.n_entities, seed),
+                                                     pbc.schema, seq_policy), "dcr_share"))
+        noisy = run_sequence_membership(train, holdout, noisy_copy(train, pbc.schema, seed), pbc.schema, seq_policy)
+        assert _metric(noisy, "exact_match_train_minus_holdout").passed
+        leaky.append(_metric(noisy, "dcr_share"))
+    threshold = seq_policy.thresholds.dcr_share_max
+    assert all(m.passed for m in chance), [(m.value, m.interval) for m in chance]
+    # the old rule (point value against the threshold) fails several of these
+    assert sum(m.value > threshold for m in chance) >= 3
+    assert not any(m.passed for m in leaky), [(m.value, m.interval) for m in leaky]
+    assert all(m.interval is not None and m.interval[0] > threshold for m in leaky)
+    # calibration: all-columns share's spread around its true value 0.5 against the reported standard error
+    shares = np.array([m.details["variants"][0]["share"] for m in chance])
+    se = np.array([m.details["variants"][0]["se"] for m in chance])
+    binomial = np.array([0.5 / math.sqrt(m.details["synthetic_entities_used"]) for m in chance])
+    spread = math.sqrt(float(np.mean((shares - 0.5) ** 2)))
+    assert spread > 1.2 * binomial.mean()
+    assert 0.8 * spread < se.mean() < 1.5 * spread
 
 
 def test_game_catches_a_copying_generator(pbc: Case, game_policy: Policy):
@@ -349,7 +425,7 @@ def test_suite_passes_unseen_real_entities_on_the_privacy_checks(pbc: Case, seq_
     results = run_sequence_audits(pbc.train, pbc.holdout, pbc.fresh, pbc.schema, seq_policy,
                                   AuditContext(target="status"))
     checks = {c["name"]: c for c in gate_checks(results)}
-    for name in ("exact_match_train_minus_holdout", "sequence_quality_score", "sequence_validity",
+    for name in ("dcr_share", "exact_match_train_minus_holdout", "sequence_quality_score", "sequence_validity",
                  "utility_auc_ratio", "next_event_auc_ratio"):
         assert checks[name]["passed"], name
 
