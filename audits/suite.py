@@ -72,8 +72,17 @@ def run_audits(
     ctx = ctx or AuditContext()
     if ctx.profile not in policy.audit.membership:
         raise InputError(f"unknown membership profile {ctx.profile!r} (known: fast, thorough)")
+    return run_in_order(AUDITS, real_train, real_holdout, synthetic, schema, policy, ctx, progress=progress)
+
+
+def run_in_order(
+    audits: Sequence[tuple[str, Any]], real_train: Any, real_holdout: Any, synthetic: Any, schema: Schema,
+    policy: Policy, ctx: AuditContext, *, progress: Callable[[str], None] | None = None,
+) -> list[AuditResult]:
+    """The profile check, then every ``(name, audit)`` in order, each timed; shared by the suites of
+    every data kind (tables here, sequences in ``audits.sequential.suite``)."""
     results = [profile_check(policy, ctx)]
-    for name, audit in AUDITS:
+    for name, audit in audits:
         if progress is not None:
             progress(name)
         started = time.perf_counter()

@@ -20,6 +20,7 @@ from privacy.errors import GateError, InputError, IntegrityError
 from privacy.generators.registry import RegisteredRefitter
 from privacy.ledger import Source
 from privacy.schema import Schema
+from privacy.sequences import SequenceData
 from release.atomic import write_atomic
 from release.db import Approval, DatasetVersion, Run, log_event
 from release.gate import GateDecision, evaluate
@@ -123,6 +124,7 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
     if schema.is_sequential:
         from audits.sequential.suite import run_sequence_audits
 
+        assert isinstance(synthetic, SequenceData)
         results = run_sequence_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
     else:
         assert isinstance(synthetic, pl.DataFrame)

@@ -30,8 +30,6 @@ the fidelity components   info                                -
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -43,7 +41,7 @@ from audits.sequential.game import run_sequence_game, run_sequence_one_run
 from audits.sequential.inputs import check_sequences
 from audits.sequential.membership import run_sequence_membership
 from audits.sequential.utility import run_sequence_utility
-from audits.suite import profile_check
+from audits.suite import run_in_order
 from policies.model import Policy
 from privacy.errors import InputError
 from privacy.schema import Schema
@@ -97,11 +95,4 @@ def run_sequence_audits(
     if ctx.profile not in policy.audit.membership:
         raise InputError(f"unknown membership profile {ctx.profile!r} (known: fast, thorough)")
     check_sequences(real_train, real_holdout, synthetic, schema)
-    results = [profile_check(policy, ctx)]
-    for name, audit in SEQUENCE_AUDITS:
-        if progress is not None:
-            progress(name)
-        started = time.perf_counter()
-        result = audit(real_train, real_holdout, synthetic, schema, policy, ctx)
-        results.append(dataclasses.replace(result, seconds=time.perf_counter() - started))
-    return results
+    return run_in_order(SEQUENCE_AUDITS, real_train, real_holdout, synthetic, schema, policy, ctx, progress=progress)
