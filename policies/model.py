@@ -59,6 +59,13 @@ class Thresholds(_Strict):
     #: warn (not fail) when an empirical epsilon lower bound exceeds this fraction of the claim;
     #: above the claim itself is always a DP failure
     epsilon_lb_warn_fraction: float | None = Field(default=None, gt=0, le=1)
+    #: graphs: edge membership attack (train edges vs holdout edges scored on the synthetic graph),
+    #: AUC gated on the upper end of its interval. Judgment, as ``domias_auc_max``: no publication
+    #: fixes a value; pure eps-DP caps it at e^eps/(1+e^eps) (0.73 at eps 1)
+    edge_membership_auc_max: float = Field(default=0.60, ge=0.5, le=1)
+    #: graphs: the structural fidelity score (mean of the graph metrics' similarities in [0, 1],
+    #: ``audits.graph.fidelity``); judgment, set from bench/graph.py
+    graph_fidelity_min: float = Field(default=0.5, ge=0, le=1)
 
 
 class MembershipSettings(_Strict):
@@ -136,12 +143,16 @@ class Policy(_Strict):
     description: str = ""
     budget: Budget
     holdout_fraction: float = Field(gt=0, lt=1)
+    #: graphs: the share of edges held out (one coin per edge). Smaller than for tables: a held-out
+    #: edge is missing from the structure the generator learns (degrees, triangles), while a few
+    #: thousand holdout edges already make the edge membership attack's interval narrow
+    graph_holdout_fraction: float = Field(default=0.1, gt=0, lt=1)
     allowed_generators: list[str] = Field(min_length=1)
     #: the allowed generator the policy recommends by the data's shape (``synthesize --generator
     #: recommended``): for tables ``mostly_categorical`` when at most half the schema's columns are
     #: numeric, ``mostly_continuous`` otherwise; ``sequential`` for sequences. The profiles cite
     #: bench/deep_tabular.py and bench/sequential.py for their choices
-    recommended_generators: dict[Literal["mostly_categorical", "mostly_continuous", "sequential"], str] = Field(
+    recommended_generators: dict[Literal["mostly_categorical", "mostly_continuous", "sequential", "graph"], str] = Field(
         default_factory=dict
     )
     #: columns anonymeter's inference attack targets; None means every column
@@ -152,6 +163,10 @@ class Policy(_Strict):
     audit: AuditSettings
     approvals: Approvals
 
+    def holdout_for(self, kind: str) -> float:
+        """The holdout share for data of ``kind``: edges for graphs, rows or entities otherwise."""
+        return self.graph_holdout_fraction if kind == "graph" else self.holdout_fraction
+
     @model_validator(mode="after")
     def _recommended_are_allowed(self) -> "Policy":
         bad = {k: v for k, v in self.recommended_generators.items() if v not in self.allowed_generators}
@@ -161,9 +176,9 @@ class Policy(_Strict):
 
     def recommended_generator(self, numeric_share: float, kind: str = "tabular") -> str:
         """The recommended generator for data of ``kind`` (for tables, by their share of numeric columns)."""
-        if kind == "sequential":
-            shape = "sequential"
-            what = "sequential data"
+        if kind in ("sequential", "graph"):
+            shape = kind
+            what = f"{kind} data"
         else:
             shape = "mostly_continuous" if numeric_share > 0.5 else "mostly_categorical"
             what = f"{shape.replace('_', ' ')} tables"

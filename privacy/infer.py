@@ -18,6 +18,8 @@ import polars as pl
 import yaml
 
 from privacy.errors import InputError
+from privacy.graph_spec import GraphSpec
+from privacy.graphs import read_edge_bytes
 from privacy.schema import Column, Schema
 from privacy.sequence_spec import SequenceSpec
 from privacy.table import read_raw
@@ -32,6 +34,13 @@ SEQUENCE_DRAFT_WARNING = (
     DRAFT_WARNING + " For sequences this includes the order bounds, the gap bounds and the per-entity "
     "event cap (max_events, drafted as the 95th percentile of the sequence lengths): replace them by public "
     "values (the study period, the protocol's visit schedule) before registering."
+)
+
+GRAPH_DRAFT_WARNING = (
+    DRAFT_WARNING + " For graphs this includes the node count (drafted as the largest id + 1), the "
+    "node table's attribute domains, the self-loop and duplicate rules, and the degree cap max_degree "
+    "(drafted as the 99th percentile of the degrees rounded up to a multiple of 8): replace them by public "
+    "values (the size of the organisation, a documented contact limit) before registering."
 )
 
 _MAX_CATEGORIES = 200
@@ -142,9 +151,89 @@ def _looks_like_date(txt: pl.Series) -> bool:
     return txt.str.strptime(pl.Date, fmt, strict=False).null_count() == 0
 
 
+#: the drafted degree cap: this quantile of the node degrees, rounded up to a multiple of 8
+_DRAFT_DEGREE_QUANTILE = 0.99
+
+
+def infer_graph_schema(
+    path: str | Path, *, directed: bool = False, nodes_path: str | Path | None = None, name: str = "",
+    node_key: str | None = None,
+) -> Schema:
+    """Draft a graph schema from an edge list (SNAP-style pairs, or a CSV whose first two columns are
+    the endpoints) and an optional node table (its first column is the node id, unless ``node_key``).
+
+    Read from the data, and flagged as such (not private): the id type, the node count (largest
+    integer id + 1) or the node table's ids, whether self-loops and repeated edges occur (drafted as
+    "drop"/"merge" when they do), the node attributes' domains and a degree cap.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"edge file not found: {p}")
+    data = p.read_bytes()
+    first = next((ln for ln in data.decode("utf-8", errors="replace").splitlines()
+                  if ln.strip() and not ln.lstrip().startswith(("#", "%"))), "")
+    fmt: Literal["pairs", "csv"] = "csv" if ("," in first or data[:4] == b"PAR1") else "pairs"
+    src_col, dst_col = "source", "target"
+    ignore: tuple[str, ...] = ()
+    if fmt == "csv":
+        raw = read_raw(p)
+        if raw.width < 2:
+            raise InputError(f"{p}: an edge CSV needs at least two columns (source, target)")
+        src_col, dst_col = raw.columns[0], raw.columns[1]
+        ignore = tuple(raw.columns[2:])
+    base = GraphSpec(directed=directed, nodes="bought", id_type="string", edge_format=fmt, source=src_col,
+                     target=dst_col, ignore=ignore, self_loops="drop", duplicates="merge")
+    src, dst = read_edge_bytes(data, base, str(p))
+    ints = all(_is_int(t) for t in (*src, *dst))
+    cols: list[Column] = []
+    key = node_key
+    node_ids: list[str] | None = None
+    if nodes_path is not None:
+        nodes_raw = read_raw(nodes_path)
+        key = node_key or nodes_raw.columns[0]
+        if key not in nodes_raw.columns:
+            raise InputError(f"{nodes_path}: no column {key!r} (--node-key)")
+        node_ids = nodes_raw.get_column(key).cast(pl.Utf8, strict=False).str.strip_chars().to_list()
+        ints = ints and all(_is_int(str(t)) for t in node_ids)
+        cols = [_infer_column(c, nodes_raw.get_column(c), nullable_ok=False) for c in nodes_raw.columns if c != key]
+    us = [str(int(t)) if ints else t for t in src]
+    vs = [str(int(t)) if ints else t for t in dst]
+    loops = any(a == b for a, b in zip(us, vs))
+    pairs = [(a, b) if directed or a <= b else (b, a) for a, b in zip(us, vs) if a != b]
+    dups = len(set(pairs)) != len(pairs)
+    degree: dict[str, int] = {}
+    for a, b in set(pairs):
+        degree[a] = degree.get(a, 0) + 1
+        degree[b] = degree.get(b, 0) + 1
+    degs = sorted(degree.values()) or [1]
+    q = degs[min(len(degs) - 1, int(math.ceil(_DRAFT_DEGREE_QUANTILE * len(degs))) - 1)]
+    cap = max(8, int(math.ceil(q / 8) * 8))
+    node_count = None
+    nodes_kind: Literal["public", "bought"] = "public"
+    if node_ids is None:
+        if ints:
+            node_count = max(2, max(int(t) for t in (*us, *vs)) + 1)
+        else:
+            nodes_kind = "bought"
+    spec = GraphSpec(directed=directed, nodes=nodes_kind, node_count=node_count, node_key=key or "node",
+                     id_type="integer" if ints else "string", edge_format=fmt, source=src_col, target=dst_col,
+                     ignore=ignore, self_loops="drop" if loops else "error", duplicates="merge" if dups else "error",
+                     max_degree=cap)
+    return Schema(columns=tuple(cols), name=name, drafted_from_data=True, kind="graph", graph=spec)
+
+
+def _is_int(t: str) -> bool:
+    try:
+        int(t)
+    except ValueError:
+        return False
+    return True
+
+
 def draft_yaml(schema: Schema) -> str:
     """The drafted schema as YAML, with the warning as a comment block and as a key."""
-    warning = SEQUENCE_DRAFT_WARNING if schema.is_sequential else DRAFT_WARNING
+    warning = (SEQUENCE_DRAFT_WARNING if schema.is_sequential else GRAPH_DRAFT_WARNING if schema.is_graph
+               else DRAFT_WARNING)
     banner = "\n".join("# " + line for line in _wrap(warning))
     body = schema.to_dict()
     body = {"warning": warning, **body}

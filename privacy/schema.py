@@ -16,13 +16,15 @@ from typing import Any, Literal
 import yaml
 
 from privacy.errors import InputError
+from privacy.graph_spec import GraphSpec
 from privacy.sequence_spec import SequenceSpec
 
 ColumnType = Literal["categorical", "integer", "float"]
 _TYPES = ("categorical", "integer", "float")
 _COLUMN_KEYS = {"type", "categories", "other", "min", "max", "bins", "cuts", "description", "nullable"}
-_SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warning", "description", "sequence"}
-KINDS = ("tabular", "sequential")
+_SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warning", "description", "sequence",
+                "graph"}
+KINDS = ("tabular", "sequential", "graph")
 DEFAULT_BINS = 16
 
 
@@ -137,9 +139,11 @@ class Schema:
     """The public description of a table. Immutable; validated at construction."""
 
     columns: tuple[Column, ...]
-    kind: Literal["tabular", "sequential"] = "tabular"
+    kind: Literal["tabular", "sequential", "graph"] = "tabular"
     #: ``kind: sequential`` only: the entity key, the order column and the contribution bounds.
     sequence: SequenceSpec | None = None
+    #: ``kind: graph`` only: edge file layout, node set, unit of privacy; ``columns`` are node attributes.
+    graph: GraphSpec | None = None
     name: str = ""
     #: The column a utility audit predicts, if the steward names one.
     target: str | None = None
@@ -149,18 +153,31 @@ class Schema:
     _index: dict[str, Column] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.kind == "graph":
-            raise InputError("schema kind 'graph' is not supported yet (supported: tabular, sequential)")
         if self.kind not in KINDS:
             raise InputError(f"unknown schema kind {self.kind!r} (supported: {', '.join(KINDS)})")
-        if not self.columns:
+        if not self.columns and self.kind != "graph":
             raise InputError("schema has no columns")
         names = [c.name for c in self.columns]
         if len(set(names)) != len(names):
             raise InputError("schema has duplicate column names")
         if self.target is not None and self.target not in names:
             raise InputError(f"schema target {self.target!r} is not a column")
-        if self.kind == "tabular":
+        if self.kind != "graph" and self.graph is not None:
+            raise InputError(f"a {self.kind} schema takes no 'graph' block (set kind: graph)")
+        if self.kind == "graph" and self.sequence is not None:
+            raise InputError("a graph schema takes no 'sequence' block (set kind: sequential)")
+        if self.kind == "graph":
+            if self.graph is None:
+                raise InputError("a graph schema needs a 'graph' block (directed, nodes, edges)")
+            self.graph.check_columns(names)
+            if self.target is not None:
+                raise InputError("a graph schema takes no 'target' (no utility model is trained on graphs yet)")
+            nullable = [c.name for c in self.columns if c.nullable]
+            if nullable:
+                raise InputError(
+                    f"schema columns {', '.join(nullable)}: missing node attributes ('nullable') are not supported yet"
+                )
+        elif self.kind == "tabular":
             if self.sequence is not None:
                 raise InputError("a tabular schema takes no 'sequence' block (set kind: sequential)")
             nullable = [c.name for c in self.columns if c.nullable]
@@ -184,6 +201,17 @@ class Schema:
     @property
     def is_sequential(self) -> bool:
         return self.kind == "sequential"
+
+    @property
+    def is_graph(self) -> bool:
+        return self.kind == "graph"
+
+    @property
+    def gspec(self) -> GraphSpec:
+        """The graph block; ``InputError`` for a schema of another kind."""
+        if self.graph is None:
+            raise InputError(f"a {self.kind} schema has no graph block")
+        return self.graph
 
     @property
     def seq(self) -> SequenceSpec:
@@ -220,6 +248,8 @@ class Schema:
             out["drafted_from_data"] = True
         if self.sequence is not None:
             out["sequence"] = self.sequence.to_dict()
+        if self.graph is not None:
+            out["graph"] = self.graph.to_dict()
         out["columns"] = {c.name: c.to_dict() for c in self.columns}
         return out
 
@@ -231,7 +261,9 @@ class Schema:
         if unknown:
             raise InputError(f"schema has unknown keys: {', '.join(sorted(map(str, unknown)))}")
         cols_raw = raw.get("columns")
-        if not isinstance(cols_raw, dict) or not cols_raw:
+        if raw.get("kind") == "graph" and cols_raw in (None, {}):
+            cols_raw = {}  # a graph without node attributes
+        elif not isinstance(cols_raw, dict) or not cols_raw:
             raise InputError("schema 'columns' must be a non-empty mapping of name -> column")
         columns = []
         for name, spec in cols_raw.items():
@@ -270,10 +302,12 @@ class Schema:
                 raise InputError(f"schema column {name!r}: {exc}") from exc
         kind = raw.get("kind", "tabular")
         seq_raw = raw.get("sequence")
+        graph_raw = raw.get("graph")
         return cls(
             columns=tuple(columns),
             kind=kind,
             sequence=None if seq_raw is None else SequenceSpec.from_dict(seq_raw),
+            graph=None if graph_raw is None else GraphSpec.from_dict(graph_raw),
             name=str(raw.get("name", "")),
             target=raw.get("target"),
             drafted_from_data=bool(raw.get("drafted_from_data", False)),

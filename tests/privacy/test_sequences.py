@@ -110,7 +110,7 @@ def test_schema_structure_errors(pbc_raw: dict[str, Any]) -> None:
         Schema.from_dict(bad_target)
     graph = copy.deepcopy(pbc_raw)
     graph["kind"] = "graph"
-    with pytest.raises(InputError, match="not supported yet"):
+    with pytest.raises(InputError, match="takes no 'sequence' block"):
         Schema.from_dict(graph)
     extra = copy.deepcopy(pbc_raw)
     extra["sequence"]["order"]["unit"] = "days"
