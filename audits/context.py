@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
-
-import polars as pl
+from typing import Any, Protocol
 
 from privacy.schema import Schema
 
@@ -30,8 +28,13 @@ class Refitter(Protocol):
         """The generator's name, for progress messages and reports."""
         ...
 
-    def fit_sample(self, data: pl.DataFrame, schema: Schema, n: int, seed: int) -> pl.DataFrame:
-        """Fit on ``data`` and return ``n`` synthetic rows drawn with ``seed``."""
+    def fit_sample(self, data: Any, schema: Schema, n: int, seed: int) -> Any:
+        """Fit on ``data`` and return ``n`` synthetic rows drawn with ``seed``.
+
+        The data's type is the schema kind's: a polars DataFrame for tables, ``SequenceData`` (``n``
+        entities) for sequences, ``GraphData`` (``n`` nodes) for graphs; each suite narrows it with
+        its own protocol (``audits.sequential.inputs.SequenceRefitter``, ``audits.graph.game.GraphRefitter``).
+        """
         ...
 
 

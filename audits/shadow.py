@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -29,6 +30,8 @@ from audits.context import Refitter
 from audits.membership import gower_matrix
 from privacy.generators.tabular.discretize import Discretizer
 from privacy.schema import Schema
+
+T = TypeVar("T")
 
 #: radii (Gower distance, summed over columns) whose synthetic-neighbour counts are features
 _RADII = (1e-9, 0.5, 1.5)
@@ -62,19 +65,38 @@ def run_shadow_fits(
 
     ``progress(done, total)`` is called as fits complete, in order.
     """
-    total = len(fits)
-    jobs = (delayed(_fit_and_featurize)(refitter, f, targets, schema) for f in fits)
-    results: Iterator[np.ndarray]
+    return np.stack(in_workers(_fit_and_featurize, [(refitter, f, targets, schema) for f in fits],
+                               workers=workers, progress=progress))
+
+
+def in_workers(fn: Callable[..., T], calls: Sequence[tuple[Any, ...]], *, workers: int,
+               progress: Callable[[int, int], None] | None = None) -> list[T]:
+    """``[fn(*args) for args in calls]``, in ``workers`` loky processes when there are several.
+
+    Results come back in order; ``progress(done, total)`` is called as they do. The worker pool is
+    shut down before returning: idle loky workers otherwise linger for minutes, and a process that
+    exits (a CLI command, a benchmark's child) waits for them.
+    """
+    total = len(calls)
     if workers <= 1 or total <= 1:
-        results = (_fit_and_featurize(refitter, f, targets, schema) for f in fits)
+        results: Iterator[T] = (fn(*args) for args in calls)
     else:
-        results = Parallel(n_jobs=min(workers, total), backend="loky", return_as="generator")(jobs)
+        results = Parallel(n_jobs=min(workers, total), backend="loky", return_as="generator")(
+            delayed(fn)(*args) for args in calls)
     out = []
-    for i, feats in enumerate(results):
-        out.append(feats)
-        if progress is not None:
-            progress(i + 1, total)
-    return np.stack(out)
+    try:
+        for i, value in enumerate(results):
+            out.append(value)
+            if progress is not None:
+                progress(i + 1, total)
+    finally:
+        if workers > 1 and total > 1:
+            from joblib.externals.loky import reusable_executor
+
+            executor = getattr(reusable_executor, "_executor", None)
+            if executor is not None:
+                executor.shutdown(wait=True)
+    return out
 
 
 def _fit_and_featurize(refitter: Refitter, fit: ShadowFit, targets: pl.DataFrame, schema: Schema) -> np.ndarray:

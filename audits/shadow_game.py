@@ -118,14 +118,17 @@ def run_shadow_game(
         clf.fit(x_tr, y_tr)
         s = clf.predict_proba(x_te)[:, 1]
         test_scores[:, t] = s
-        per_target.append(_target_result(t, t < len(isolated), oof, y_tr, s, y_te, ctx, n_targets, settings.bootstrap, rng))
+        per_target.append(target_result(t, t < len(isolated), oof, y_tr, s, y_te, ctx, n_targets, settings.bootstrap, rng))
 
-    return _metrics(per_target, test_scores, inclusion[n_train:], ctx, policy, settings.bootstrap, rng,
+    return game_metrics(per_target, test_scores, inclusion[n_train:], ctx, policy, settings.bootstrap, rng,
                     n_fits=len(fits), ref_rows=ref_rows)
 
 
-def _target_result(t: int, isolated: bool, oof: np.ndarray, y_tr: np.ndarray, s: np.ndarray, y_te: np.ndarray,
+def target_result(t: int, isolated: bool, oof: np.ndarray, y_tr: np.ndarray, s: np.ndarray, y_te: np.ndarray,
                    ctx: AuditContext, n_targets: int, n_boot: int, rng: np.random.Generator) -> dict[str, Any]:
+    """One target's game result: AUC with a bootstrap interval, and its Bonferroni-corrected epsilon
+    lower bound at the threshold chosen on the training fits (``oof``, ``y_tr``); the test fits'
+    scores ``s`` with their labels ``y_te`` decide. Shared by the table, sequence and graph games."""
     delta = ctx.claim.delta if ctx.claim is not None else 0.0
     members, non = s[y_te == 1], s[y_te == 0]
     boot_seed = int(rng.integers(0, 2**31 - 1))
@@ -161,8 +164,10 @@ def _best_threshold(members: np.ndarray, non: np.ndarray, delta: float) -> float
     return best_thr
 
 
-def _metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.ndarray, ctx: AuditContext,
-             policy: Policy, n_boot: int, rng: np.random.Generator, *, n_fits: int, ref_rows: int) -> AuditResult:
+def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.ndarray, ctx: AuditContext,
+                 policy: Policy, n_boot: int, rng: np.random.Generator, *, n_fits: int, ref_rows: int) -> AuditResult:
+    """The game's metrics from every target's result and the pooled test scores/labels (the gate's
+    AUC, TPR at FPR 1%, the two epsilon lower bounds and the DP check). Shared by every data kind."""
     claim = ctx.claim
     delta = claim.delta if claim is not None else 0.0
     members, non = scores[labels == 1], scores[labels == 0]

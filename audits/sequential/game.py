@@ -31,13 +31,11 @@ as the tabular audits are. The policy's profile settings are read as entity coun
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
 
 import numba
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
@@ -57,11 +55,10 @@ from audits.sequential.inputs import (
     sub_seed,
     take_indices,
 )
-from audits.shadow import balanced_inclusion, workers_for
+from audits.shadow import balanced_inclusion, in_workers, workers_for
 
 # The per-target scoring and the metrics of the tabular game, reused as they are (private there).
-from audits.shadow_game import _metrics as game_metrics
-from audits.shadow_game import _target_result as target_result
+from audits.shadow_game import game_metrics, target_result
 from policies.model import Policy
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
@@ -115,7 +112,7 @@ def run_sequence_game(
     if ctx.refitter is None:
         return AuditResult(audit="shadow_game", metrics=(),
                            notes=("privacy game not run: no generator to refit (a file synthgate did not produce)",))
-    refitter = cast(SequenceRefitter, ctx.refitter)
+    refitter = ctx.refitter
     n_targets = min(settings.game_targets, real_holdout.n_entities // 4)
     if n_targets < 2:
         return AuditResult(audit="shadow_game", metrics=(),
@@ -188,19 +185,9 @@ def run_sequence_shadow_fits(
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Fit, sample and featurise every shadow fit (in ``workers`` processes): shape (fits, targets, F)."""
-    total = len(fits)
-    results: Iterator[np.ndarray]
-    if workers <= 1 or total <= 1:
-        results = (_fit_and_featurize(refitter, f, targets, schema, False) for f in fits)
-    else:
-        jobs = (delayed(_fit_and_featurize)(refitter, f, targets, schema, True) for f in fits)
-        results = Parallel(n_jobs=min(workers, total), backend="loky", return_as="generator")(jobs)
-    out = []
-    for i, feats in enumerate(results):
-        out.append(feats)
-        if progress is not None:
-            progress(i + 1, total)
-    return np.stack(out)
+    in_worker = workers > 1 and len(fits) > 1
+    return np.stack(in_workers(_fit_and_featurize, [(refitter, f, targets, schema, in_worker) for f in fits],
+                               workers=workers, progress=progress))
 
 
 def _fit_and_featurize(refitter: SequenceRefitter, fit: SequenceShadowFit, targets: EncodedSequences,
@@ -276,7 +263,7 @@ def run_sequence_one_run(
     if ctx.refitter is None or settings.one_run_canaries == 0:
         why = "no generator to refit (a file synthgate did not produce)" if ctx.refitter is None else "disabled by the policy"
         return AuditResult(audit="one_run", metrics=(), notes=(f"one-run audit not run: {why}",))
-    refitter = cast(SequenceRefitter, ctx.refitter)
+    refitter = ctx.refitter
     m = min(settings.one_run_canaries, real_holdout.n_entities // 2)
     k = min(settings.one_run_guesses, m // 2)
     if k == 0:
