@@ -1,7 +1,7 @@
 """The one place that maps generator names to classes and data kinds (CLI, policies, tests).
 
-Tabular generators live in ``privacy.generators.tabular.registry``; sequential ones are imported on
-first use (importing torch or smartnoise is slow). ``kind_of`` says which data kind a generator
+Tabular generators live in ``privacy.generators.tabular.registry``; sequential and graph ones are
+imported on first use (importing torch or smartnoise is slow). ``kind_of`` says which data kind a generator
 synthesizes; the workflow refuses a generator whose kind differs from the source's schema before
 anything is charged.
 """
@@ -24,22 +24,31 @@ SEQUENTIAL: dict[str, str] = {
     "dpar": "privacy.generators.sequential.dpar:DPARGenerator",
 }
 
+#: graph generators: name -> "module:Class"
+GRAPH: dict[str, str] = {
+    "dpdegree": "privacy.generators.graph.dpdegree:DPDegreeGenerator",
+    "dpdk2": "privacy.generators.graph.dpdk2:DPDK2Generator",
+    "privgraph": "privacy.generators.graph.privgraph:PrivGraphGenerator",
+}
+
 #: generators trained by gradient descent: they take --epochs, --batch-size, --device, --time-limit
 DEEP_GENERATORS = (*DEEP_TABULAR, "dpar")
 
 
 def generator_names(kind: str | None = None) -> list[str]:
     """The registered names (of one data kind, or all), sorted."""
-    names = [n for n in (*TABULAR, *SEQUENTIAL) if kind is None or kind_of(n) == kind]
+    names = [n for n in (*TABULAR, *SEQUENTIAL, *GRAPH) if kind is None or kind_of(n) == kind]
     return sorted(names)
 
 
 def kind_of(name: str) -> str:
-    """The data kind a generator synthesizes: "tabular" or "sequential"."""
+    """The data kind a generator synthesizes: "tabular", "sequential" or "graph"."""
     if name in TABULAR:
         return "tabular"
     if name in SEQUENTIAL:
         return "sequential"
+    if name in GRAPH:
+        return "graph"
     raise InputError(f"unknown generator {name!r} (known: {', '.join(generator_names())})")
 
 
@@ -49,7 +58,7 @@ def generator_class(name: str) -> type:
     kind = kind_of(name)
     if kind == "tabular":
         return TABULAR[name]
-    module, cls = SEQUENTIAL[name].split(":")
+    module, cls = (SEQUENTIAL if kind == "sequential" else GRAPH)[name].split(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 
@@ -78,8 +87,9 @@ class RegisteredRefitter:
     """Refits a registered generator with a run's exact options and spend (the audits' shadow models).
 
     Picklable, so that shadow fits can run in worker processes. Shadow fits read holdout rows (or
-    entities) only and are never released; they charge no budget (audits run on the steward's side,
-    DESIGN 3). ``data`` is a conformed table or ``SequenceData``, as the generator's kind takes.
+    entities, edges) only and are never released; they charge no budget (audits run on the steward's
+    side, DESIGN 3). ``data`` is a conformed table, ``SequenceData`` or ``GraphData``, as the
+    generator's kind takes; for graphs ``n`` is the node count.
     """
 
     name: str

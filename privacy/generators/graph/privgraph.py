@@ -1,0 +1,606 @@
+"""privgraph: community-based edge-level DP synthetic graphs (PrivGraph).
+
+After Q. Yuan, Z. Zhang, L. Du, M. Chen, P. Cheng and M. Sun, "PrivGraph: Differentially Private
+Graph Data Publication by Exploiting Community Information", USENIX Security 2023, and its
+reference implementation (github.com/Privacy-Graph/PrivGraph: ``utils.community_init``,
+``comm/community_main.__comm_adjust_em``, ``main.main_func``), which we read and re-derived; the
+code here is our own. The graph is undirected, the node set public (its ids are kept: only each
+node's community and noisy degree drive its edges); the unit of privacy is one edge.
+
+The four phases
+---------------
+1. **Community initialisation.** The nodes are split at random into groups of ``group_size``
+   nodes (the paper's N1, default 20 as the reference code). The split uses OS entropy and the
+   public node count only, never the edges. The edge counts between every pair of groups and
+   inside every group (``G (G + 1) / 2`` counts for ``G`` groups) are measured with noise: one edge
+   changes exactly one count by 1 (L1 = L2 sensitivity 1). Louvain
+   (``networkx.community.louvain_communities``, resolution ``resolution``, seeded from OS entropy)
+   on the noisy weighted super-graph groups the groups into the initial communities:
+   post-processing. (The reference code counts each intra-group edge twice and noises that count
+   with twice the scale; counting it once is the same measurement.)
+2. **Community adjustment.** Every node, in a random order, is moved by the exponential mechanism
+   to a community, with score ``u_C`` = its number of neighbours currently in community ``C``, over
+   the ``K`` initial communities (the paper's criterion: the reference code scores ``u_C - u_own``,
+   which selects the same way). Sensitivity: given the current assignment (an earlier output), one
+   edge ``(a, b)`` changes node ``a``'s score vector in one coordinate by 1 and node ``b``'s in one
+   coordinate by 1 and no other node's scores; the change is *monotone* (adding the edge only
+   raises scores). Each selection is OpenDP's Gumbel report-noisy-max (``make_noisy_max``, exactly
+   the exponential mechanism) with L-infinity sensitivity 1, monotone. Per pass an edge touches
+   two selections, so with ``adjust_passes`` = P passes it touches ``2 P``; every other selection
+   has the same distribution on both graphs given the earlier outputs, and adaptive composition
+   (zCDP or pure DP) of those ``2 P`` gives the phase's budget. Parallel composition across nodes
+   is not available as such (one edge is in two nodes' vectors); it is what limits the count to
+   ``2 P`` instead of one per node.
+3. **Information extraction.** Per node, its intra-community degree (neighbours in its own final
+   community); per pair of distinct non-empty communities, the number of edges between them
+   (every pair, zeros included: the communities are public after phases 1-2). An intra-community
+   edge changes two degrees by 1 (L1 2, L2 sqrt 2) and no pair count; an inter-community edge
+   changes one pair count by 1 and no degree. So the two releases are never both changed by one
+   edge: the phase costs the larger of their two costs, not their sum (each gets the phase's whole
+   budget, as in the reference code).
+4. **Construction** (sampling, no data, the user's seed): inside each community a Chung-Lu graph
+   with its post-processed noisy degree sequence; between each pair of communities its noisy
+   count of edges, with endpoints drawn proportionally to (noisy intra-degree + 1) on each side.
+
+Mechanisms and accounting
+-------------------------
+``mechanism="gaussian"`` (default when delta > 0): zCDP. ``rho`` from the spend (``graph_rho``),
+split by the public shares ``init_share``, ``adjust_share``, ``extract_share`` (relative weights,
+default 1/3 each, the paper's split of epsilon). Discrete Gaussian (OpenDP's exact sampler, OS
+entropy) with ``sigma = 1 / sqrt(2 rho_1)`` on the super-graph counts; per selection
+``rho_sel = rho_2 / (2 P)`` and Gumbel scale ``1 / sqrt(8 rho_sel)`` (a monotone
+sensitivity-1 noisy max is ``1/scale``-bounded-range, hence ``1 / (8 scale^2)``-zCDP, Cesar &
+Rogers 2021; OpenDP's map); ``sigma = 1 / sqrt(rho_3)`` on the degrees (L2 sqrt 2) and
+``1 / sqrt(2 rho_3)`` on the pair counts (L2 1). Total ``rho_1 + rho_2 + rho_3 = rho``.
+
+``mechanism="laplace"`` (the paper's, and the default when delta = 0): pure epsilon-DP with the
+same structure: discrete Laplace of scale ``1 / eps_1`` on the super-graph counts, Gumbel
+noisy max of scale ``2 P / eps_2`` per selection (monotone: ``eps_2 / (2 P)`` each), discrete
+Laplace of scale ``2 / eps_3`` on the degrees (L1 2) and ``1 / eps_3`` on the pair counts (L1 1).
+The spend is ``(epsilon, 0)``, at most what was reserved.
+
+The model holds the public node ids, each node's final community, the post-processed noisy
+intra-degrees and pair counts: no edge of the real graph.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from privacy.errors import InputError
+from privacy.generators.graph.common import (
+    check_sample_n,
+    check_seed,
+    chung_lu,
+    gaussian_measure,
+    graph_rho,
+    laplace_measure,
+)
+from privacy.generators.tabular.base import GeneratorCard, Progress
+from privacy.generators.tabular.marginal import report
+from privacy.graphs import GraphData, canonical_edges
+from privacy.schema import Schema
+from privacy.spend import PrivacySpend
+
+MECHANISMS = ("gaussian", "laplace")
+DEFAULT_SHARES = {"init": 1 / 3, "adjust": 1 / 3, "extract": 1 / 3}
+#: the paper's N1 (nodes per initial group) as in the reference code
+DEFAULT_GROUP_SIZE = 20
+#: the largest super-graph privgraph measures (OpenDP's exact samplers take ~20 us per count)
+MAX_SUPER_COUNTS = 2_000_000
+#: above this noise scale the integer samplers saturate: the budget is too small to be useful
+MAX_SCALE = 1e12
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The budget split and every noise scale: public (spend, options, node count)."""
+
+    mechanism: str
+    #: rho (gaussian) or epsilon (laplace) of the whole structure
+    budget: float
+    shares: dict[str, float]
+    group_size: int
+    n_groups: int
+    passes: int
+    #: noise scale on the super-graph counts (sigma or Laplace scale)
+    init_scale: float
+    #: Gumbel scale of each noisy-max selection
+    select_scale: float
+    #: noise scale on the intra-community degrees
+    degree_scale: float
+    #: noise scale on the inter-community pair counts
+    pair_scale: float
+
+    @property
+    def parts(self) -> dict[str, float]:
+        return {k: self.budget * v for k, v in self.shares.items()}
+
+    @property
+    def unit(self) -> str:
+        return "rho" if self.mechanism == "gaussian" else "epsilon"
+
+
+def plan(mechanism: str, budget: float, shares: dict[str, float], n_nodes: int, group_size: int,
+         passes: int) -> Plan:
+    """Split ``budget`` and derive the noise scales (see the module docstring). All public."""
+    total = sum(shares.values())
+    norm = {k: v / total for k, v in shares.items()}
+    b1, b2, b3 = (budget * norm[k] for k in ("init", "adjust", "extract"))
+    n_groups = math.ceil(n_nodes / group_size)
+    counts = n_groups * (n_groups + 1) // 2
+    if counts > MAX_SUPER_COUNTS:
+        raise InputError(f"privgraph: {n_groups:,} initial groups need {counts:,} super-graph counts, more than "
+                         f"{MAX_SUPER_COUNTS:,}; raise group_size")
+    sel = b2 / (2 * passes)  # an edge touches two selections per pass
+    if mechanism == "gaussian":
+        init_scale = 1 / math.sqrt(2 * b1)           # L2 sensitivity 1
+        select_scale = 1 / math.sqrt(8 * sel)        # monotone, L-inf 1: rho = 1 / (8 scale^2)
+        degree_scale = 1 / math.sqrt(b3)             # L2 sqrt(2): rho = 2 / (2 sigma^2)
+        pair_scale = 1 / math.sqrt(2 * b3)           # L2 1
+    else:
+        init_scale = 1 / b1                          # L1 1
+        select_scale = 1 / sel                       # monotone, L-inf 1: eps = 1 / scale
+        degree_scale = 2 / b3                        # L1 2
+        pair_scale = 1 / b3                          # L1 1
+    # a hair above: OpenDP's (rounded-up) privacy maps must stay within each part
+    up = 1.0 + 1e-9
+    p = Plan(mechanism=mechanism, budget=budget, shares=norm, group_size=group_size, n_groups=n_groups,
+             passes=passes, init_scale=init_scale * up, select_scale=select_scale * up,
+             degree_scale=degree_scale * up, pair_scale=pair_scale * up)
+    worst = max(p.init_scale, p.select_scale, p.degree_scale, p.pair_scale)
+    if not worst <= MAX_SCALE:
+        raise InputError(f"privgraph: the budget ({p.unit} {budget:.3g}) is too small to measure anything "
+                         f"(noise scale {worst:.3g}); raise epsilon")
+    return p
+
+
+# -- OpenDP measurements ------------------------------------------------------------------------------
+
+
+def _dp() -> Any:
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    return dp
+
+
+def noisy_counts(counts: np.ndarray, mechanism: str, sensitivity: float, budget: float
+                 ) -> tuple[np.ndarray, float, float]:
+    """Counts plus OpenDP's discrete Gaussian (L2 ``sensitivity``, ``budget`` = rho) or discrete Laplace
+    (L1 ``sensitivity``, ``budget`` = epsilon); returns the noisy counts, the scale and the charge."""
+    arr = np.asarray(counts, dtype=np.int64)
+    if arr.size == 0:  # nothing to measure (one community: no pairs); the scale still goes on the card
+        scale = sensitivity / (math.sqrt(2 * budget) if mechanism == "gaussian" else budget)
+        return np.zeros(arr.shape, dtype=np.float64), scale, 0.0
+    if mechanism == "gaussian":
+        return gaussian_measure(arr, sensitivity, budget)
+    return laplace_measure(arr, int(sensitivity), budget)
+
+
+def selector(mechanism: str, scale: float, budget: float) -> tuple[Any, float]:
+    """OpenDP's Gumbel report-noisy-max over monotone, sensitivity-1 integer scores; and its charge."""
+    dp = _dp()
+    measure = dp.zero_concentrated_divergence() if mechanism == "gaussian" else dp.max_divergence()
+    meas = dp.m.make_noisy_max(dp.vector_domain(dp.atom_domain(T="i64")),
+                               dp.linf_distance(T="i64", monotonic=True), measure, float(scale))
+    spent = float(meas.map(1))
+    if spent > budget * (1 + 1e-6):
+        raise RuntimeError(f"privgraph selection: OpenDP charges {spent} for a part of {budget}")
+    return meas, spent
+
+
+# -- the sensitive statistics (each only ever released with noise) ------------------------------------
+
+
+def tri_index(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """Index of the unordered pair ``(a, b)``, ``a <= b``, in the row-major upper triangle of k x k."""
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    return a * k - a * (a - 1) // 2 + (b - a)
+
+
+def group_counts(edges: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Edges within each group and between each pair of groups (upper triangle, diagonal included).
+
+    One edge adds 1 to exactly one count.
+    """
+    size = n_groups * (n_groups + 1) // 2
+    if edges.shape[0] == 0:
+        return np.zeros(size, dtype=np.int64)
+    idx = tri_index(groups[edges[:, 0]], groups[edges[:, 1]], n_groups)
+    return np.bincount(idx, minlength=size).astype(np.int64)
+
+
+def intra_degrees(edges: np.ndarray, community: np.ndarray) -> np.ndarray:
+    """Per node, its neighbours in its own community: an intra edge adds 1 to both ends' entries."""
+    n = community.size
+    if edges.shape[0] == 0:
+        return np.zeros(n, dtype=np.int64)
+    same = community[edges[:, 0]] == community[edges[:, 1]]
+    return np.bincount(edges[same].ravel(), minlength=n).astype(np.int64)
+
+
+def pair_counts(edges: np.ndarray, community: np.ndarray, k: int) -> np.ndarray:
+    """Edges between each pair ``a < b`` of the ``k`` communities (strict upper triangle, row-major).
+
+    An inter-community edge adds 1 to exactly one count; an intra one to none.
+    """
+    size = k * (k - 1) // 2
+    if edges.shape[0] == 0 or size == 0:
+        return np.zeros(size, dtype=np.int64)
+    a, b = community[edges[:, 0]], community[edges[:, 1]]
+    inter = a != b
+    lo, hi = np.minimum(a[inter], b[inter]), np.maximum(a[inter], b[inter])
+    idx = lo * k - lo * (lo + 1) // 2 + (hi - lo - 1)
+    return np.bincount(idx, minlength=size).astype(np.int64)
+
+
+def neighbour_lists(edges: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR adjacency (offsets, neighbours) of an undirected canonical edge list."""
+    both = np.concatenate([edges, edges[:, ::-1]]) if edges.shape[0] else np.zeros((0, 2), dtype=np.int64)
+    order = np.argsort(both[:, 0], kind="stable")
+    nbrs = both[order, 1]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(both[:, 0], minlength=n))]).astype(np.int64)
+    return offsets, nbrs
+
+
+# -- post-processing -----------------------------------------------------------------------------------
+
+
+def norm_sub(y: np.ndarray) -> np.ndarray:
+    """Non-negative values with the noisy total kept: ``max(y - t, 0)`` for the ``t >= 0`` that does it.
+
+    (The reference code's "norm-sub" consistency step; a negative total gives all zeros.)
+    """
+    y = np.asarray(y, dtype=np.float64)
+    total = float(y.sum())
+    if y.size == 0 or total <= 0:
+        return np.zeros_like(y)
+    if y.min() >= 0:
+        return y
+    s = np.sort(y)[::-1]
+    cum = np.cumsum(s)
+    # largest k with s[k-1] > t_k, where t_k = (cum[k-1] - total) / k
+    ks = np.arange(1, s.size + 1)
+    t = (cum - total) / ks
+    k = int(np.flatnonzero(s > t)[-1]) + 1
+    return np.maximum(y - t[k - 1], 0.0)
+
+
+def round_keep_total(x: np.ndarray) -> np.ndarray:
+    """Integers near ``x`` (>= 0) with the rounded total: floor, then +1 to the largest remainders."""
+    x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+    base = np.floor(x)
+    need = int(round(float(x.sum()))) - int(base.sum())
+    out = base.astype(np.int64)
+    if need > 0:
+        top = np.argsort(-(x - base), kind="stable")[:need]
+        out[top] += 1
+    return out
+
+
+# -- the phases ------------------------------------------------------------------------------------------
+
+
+def random_groups(n: int, group_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Group of each node: a random split into groups of ``group_size`` (the last may be smaller).
+
+    Reads only the public node count and ``rng`` (OS entropy in ``fit``): never the edges.
+    """
+    groups = np.empty(n, dtype=np.int64)
+    groups[rng.permutation(n)] = np.arange(n, dtype=np.int64) // group_size
+    return groups
+
+
+def initial_communities(edges: np.ndarray, n: int, p: Plan, resolution: float, rng: np.random.Generator
+                        ) -> tuple[np.ndarray, float, int]:
+    """Phase 1: random groups, noisy super-graph, Louvain. Returns labels 0..K-1, rho/eps spent, K."""
+    import networkx as nx
+
+    groups = random_groups(n, p.group_size, rng)
+    g = p.n_groups
+    exact = group_counts(edges, groups, g)
+    noisy, _, spent = noisy_counts(exact, p.mechanism, 1, p.parts["init"])
+    del exact
+    weights = norm_sub(noisy)
+    super_graph = nx.Graph()
+    super_graph.add_nodes_from(range(g))
+    rows, cols = np.triu_indices(g)
+    nz = np.flatnonzero(weights > 0)
+    super_graph.add_weighted_edges_from(zip(rows[nz].tolist(), cols[nz].tolist(), weights[nz].tolist()))
+    if super_graph.number_of_edges() == 0:
+        parts: list[set[int]] = [set(range(g))]  # nothing to group by: one community
+    else:
+        parts = nx.community.louvain_communities(super_graph, weight="weight", resolution=resolution,
+                                                 seed=secrets.randbits(62))
+    of_group = np.empty(g, dtype=np.int64)
+    for c, members in enumerate(sorted(parts, key=min)):
+        of_group[list(members)] = c
+    return of_group[groups], spent, len(parts)
+
+
+def adjust_communities(edges: np.ndarray, community: np.ndarray, k: int, p: Plan, rng: np.random.Generator,
+                       progress: Progress | None) -> tuple[np.ndarray, float]:
+    """Phase 2: each node, in a random order, moves to the noisy-max community of its neighbours."""
+    n = community.size
+    community = community.copy()
+    meas, per_selection = selector(p.mechanism, p.select_scale, p.parts["adjust"] / (2 * p.passes))
+    offsets, nbrs = neighbour_lists(edges, n)
+    for pass_ in range(p.passes):
+        for j, v in enumerate(rng.permutation(n).tolist()):
+            # the score vector reads the current assignment (an earlier output) and v's own edges
+            scores = np.bincount(community[nbrs[offsets[v]:offsets[v + 1]]], minlength=k)
+            community[v] = int(meas(scores.tolist()))
+            if progress is not None and j % 256 == 0:
+                report(progress, "privgraph: adjusting communities", 0.1 + 0.6 * (pass_ + j / n) / p.passes)
+    return community, per_selection * 2 * p.passes
+
+
+def extract(edges: np.ndarray, community: np.ndarray, k: int, p: Plan
+            ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Phase 3: noisy intra-degrees and pair counts. Returns them and each one's charge."""
+    b3 = p.parts["extract"]
+    # an intra edge changes two degrees by 1: L2 sqrt(2), L1 2; an inter edge one pair count by 1
+    sens_deg = math.sqrt(2) if p.mechanism == "gaussian" else 2
+    deg, _, spent_deg = noisy_counts(intra_degrees(edges, community), p.mechanism, sens_deg, b3)
+    pairs, _, spent_pairs = noisy_counts(pair_counts(edges, community, k), p.mechanism, 1, b3)
+    return deg, pairs, spent_deg, spent_pairs
+
+
+def compact(community: np.ndarray) -> tuple[np.ndarray, int]:
+    """Relabel non-empty communities 0..K'-1 in order of their smallest node (post-processing)."""
+    _, first = np.unique(community, return_index=True)
+    order = np.argsort(first)
+    remap = np.empty(int(community.max()) + 1, dtype=np.int64)
+    remap[np.unique(community)[order]] = np.arange(order.size)
+    return remap[community], int(order.size)
+
+
+# -- the generator ------------------------------------------------------------------------------------
+
+
+def _positive(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise InputError(f"privgraph: {name} ({v!r}) must be a finite number > 0")
+    return float(v)
+
+
+def _int_in(name: str, v: Any, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise InputError(f"privgraph: {name} ({v!r}) must be an integer in [{lo}, {hi}]")
+    return int(v)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a privgraph result depends on."""
+    out = {}
+    for dist in ("networkx", "numpy", "opendp"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+class PrivGraphGenerator:
+    """The ``privgraph`` graph generator (see the module docstring for the DP argument).
+
+    Options (public, validated here): ``mechanism`` ``"gaussian"`` (zCDP) or ``"laplace"`` (pure
+    epsilon-DP, the paper's); default None: gaussian when the spend's delta > 0, else laplace.
+    ``init_share``, ``adjust_share``, ``extract_share``: relative budget weights of the three phases
+    (default 1/3 each, the paper's). ``group_size``: nodes per initial random group (the paper's
+    N1, default 20). ``resolution``: Louvain's resolution on the super-graph (the paper's t,
+    default 1). ``adjust_passes``: passes of the community adjustment over all nodes (default 1).
+    """
+
+    name = "privgraph"
+
+    def __init__(self, *, mechanism: str | None = None, init_share: float = DEFAULT_SHARES["init"],
+                 adjust_share: float = DEFAULT_SHARES["adjust"], extract_share: float = DEFAULT_SHARES["extract"],
+                 group_size: int = DEFAULT_GROUP_SIZE, resolution: float = 1.0, adjust_passes: int = 1) -> None:
+        if mechanism is not None and (not isinstance(mechanism, str) or mechanism not in MECHANISMS):
+            raise InputError(f"privgraph: mechanism ({mechanism!r}) must be one of {', '.join(MECHANISMS)}")
+        self.mechanism = mechanism
+        self.shares = {"init": _positive("init_share", init_share),
+                       "adjust": _positive("adjust_share", adjust_share),
+                       "extract": _positive("extract_share", extract_share)}
+        self.group_size = _int_in("group_size", group_size, 1, 1_000_000)
+        self.resolution = _positive("resolution", resolution)
+        self.adjust_passes = _int_in("adjust_passes", adjust_passes, 1, 10)
+
+    def _budget(self, spend: PrivacySpend) -> tuple[str, float]:
+        mechanism = self.mechanism or ("gaussian" if spend.delta > 0 else "laplace")
+        if mechanism == "laplace":
+            return mechanism, float(spend.epsilon)
+        if spend.delta <= 0:
+            raise InputError(f"privgraph: delta ({spend.delta}) must be > 0 for mechanism 'gaussian' (zCDP gives "
+                             f"(epsilon, delta)-DP only for delta > 0); use mechanism 'laplace' for delta 0")
+        return mechanism, graph_rho(spend)
+
+    def fit(self, data: GraphData, schema: Schema, spend: PrivacySpend, *, progress: Progress | None = None
+            ) -> "PrivGraphModel":
+        """Fit on the conformed training graph, spending at most ``spend`` (edge-level DP)."""
+        spec = schema.gspec
+        if spec.directed:
+            raise InputError("privgraph: directed graphs are not supported yet (use dpdegree)")
+        if not spec.public_nodes:
+            raise InputError("privgraph: a bought node set is not supported yet (declare the node set public)")
+        if schema.columns:
+            raise InputError("privgraph: node attributes are not supported yet (drop them from the schema)")
+        if data.spec != spec:
+            raise InputError("the graph was conformed with another graph block than the schema's")
+        # everything public first: mechanism, budget split, noise scales (node count is public here)
+        mechanism, budget = self._budget(spend)
+        n = data.n_nodes
+        p = plan(mechanism, budget, self.shares, n, self.group_size, self.adjust_passes)
+        rng = np.random.default_rng()  # OS entropy: the groups and the visiting order, never a user seed
+        edges = canonical_edges(data.edges, False)
+
+        report(progress, "privgraph: initial communities", 0.0)
+        community, spent_init, k0 = initial_communities(edges, n, p, self.resolution, rng)
+        community, spent_adjust = adjust_communities(edges, community, k0, p, rng, progress)
+        community, k = compact(community)
+        report(progress, "privgraph: measuring degrees and pair counts", 0.75)
+        deg_noisy, pairs_noisy, spent_deg, spent_pairs = extract(edges, community, k, p)
+        del edges
+
+        # post-processing of noisy values only
+        sizes = np.bincount(community, minlength=k)
+        degrees = np.zeros(n, dtype=np.float64)
+        for c in range(k):
+            members = np.flatnonzero(community == c)
+            degrees[members] = np.minimum(norm_sub(deg_noisy[members]), sizes[c] - 1)
+        pairs = round_keep_total(norm_sub(pairs_noisy))
+        spent = {"init": spent_init, "adjust": spent_adjust, "extract": max(spent_deg, spent_pairs)}
+        card = _card(p, spend, schema, spent, spent_deg, spent_pairs, self.resolution, k0, k, degrees, pairs)
+        report(progress, "privgraph: done", 1.0)
+        return PrivGraphModel(card=card, spec=spec, labels=data.labels, community=community, degrees=degrees,
+                              pairs=pairs, k=k)
+
+
+def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float], spent_deg: float,
+          spent_pairs: float, resolution: float, k0: int, k: int, degrees: np.ndarray, pairs: np.ndarray
+          ) -> GeneratorCard:
+    used = sum(spent.values())
+    parts = p.parts
+    u = p.unit
+    if p.mechanism == "gaussian":
+        head = (f"zero-concentrated DP: rho = {p.budget:.6g} from OpenDP's conversion of (epsilon {spend.epsilon}, "
+                f"delta {spend.delta}); phases composed by adding rho (sum {used:.6g})")
+        mech = "discrete Gaussian (OpenDP, exact, OS entropy)"
+        sens = "L2"
+        deg_sens, sel = "sqrt(2)", "bounded range 1/scale, rho = 1/(8 scale^2)"
+        out_spend = PrivacySpend(epsilon=spend.epsilon, delta=spend.delta, rho=p.budget)
+    else:
+        head = (f"pure epsilon-DP: epsilon = {p.budget:.6g}; phases composed by adding epsilon (sum {used:.6g}); "
+                f"delta 0")
+        mech = "discrete Laplace (OpenDP, OS entropy)"
+        sens = "L1"
+        deg_sens, sel = "2", "epsilon = 1/scale"
+        out_spend = PrivacySpend(epsilon=spend.epsilon, delta=0.0)
+    accounting = (
+        f"{head}. Unit: one edge. (1) community initialisation, {u} {parts['init']:.6g}: {mech} of scale "
+        f"{p.init_scale:.6g} on the {p.n_groups * (p.n_groups + 1) // 2} edge counts within and between "
+        f"{p.n_groups} random groups of {p.group_size} nodes ({sens} sensitivity 1: an edge is in one count); "
+        f"Louvain on the noisy super-graph is post-processing. (2) community adjustment, {u} "
+        f"{parts['adjust']:.6g}: {p.passes} pass(es), each node's community chosen by OpenDP's Gumbel noisy max "
+        f"(the exponential mechanism) of scale {p.select_scale:.6g} over its neighbour counts per community "
+        f"(monotone, L-inf sensitivity 1: {sel}, {u} {spent['adjust'] / (2 * p.passes):.6g} each); one edge "
+        f"changes the scores of its two end nodes only, so it affects 2 x {p.passes} selections, composed "
+        f"adaptively. (3) extraction, {u} {parts['extract']:.6g}: {mech} of scale {p.degree_scale:.6g} on the "
+        f"intra-community degrees ({sens} sensitivity {deg_sens}: an intra edge changes two degrees by 1; "
+        f"{u} {spent_deg:.6g}) and of scale {p.pair_scale:.6g} on the edge counts of all "
+        f"{k * (k - 1) // 2} pairs of communities ({sens} sensitivity 1; {u} {spent_pairs:.6g}); an edge "
+        f"changes either the degrees or one pair count, never both, so the phase costs the larger "
+        f"({spent['extract']:.6g})."
+    )
+    params: dict[str, Any] = {
+        "mechanism": p.mechanism,
+        "budget_unit": u,
+        "budget": p.budget,
+        "shares": p.shares,
+        "budget_parts": parts,
+        "spent_parts": spent,
+        "spent_extract_parts": {"degrees": spent_deg, "pairs": spent_pairs},
+        "used": used,
+        "group_size": p.group_size,
+        "initial_groups": p.n_groups,
+        "resolution": resolution,
+        "adjust_passes": p.passes,
+        "noise_scales": {"super_graph": p.init_scale, "selection": p.select_scale, "degrees": p.degree_scale,
+                         "pairs": p.pair_scale},
+        "sensitivities": {
+            "super_graph": {"l1": 1, "l2": 1},
+            "selection": {"linf": 1, "monotone": True, "selections_per_edge": 2 * p.passes},
+            "degrees": {"l1": 2, "l2": math.sqrt(2)},
+            "pairs": {"l1": 1, "l2": 1},
+        },
+        "initial_communities": k0,
+        "communities": k,
+        "noisy_edges": float(degrees.sum() / 2 + pairs.sum()),
+    }
+    domain_sources = {
+        "node set and ids": "schema (public node set)",
+        "initial random groups": "OS entropy and the public node count (no data)",
+        "communities": "post-processing (Louvain) of noisy counts, then noisy-max selections",
+        "intra-community degrees, pair edge counts": "DP measurement",
+        "edge count": "DP estimate: sum of noisy degrees / 2 plus the noisy pair counts",
+        "noise scales": "the options (shares, group_size, adjust_passes) and the spend",
+    }
+    notes = (
+        "after Yuan et al., PrivGraph (USENIX Security 2023); reference code github.com/Privacy-Graph/PrivGraph",
+        "noise, the random groups, the visiting order and Louvain's randomness come from OS entropy during fit, "
+        "never from a seed; the seed only drives sampling",
+        "the synthetic graph keeps the public node ids; its edges come from each node's community and noisy "
+        "intra-degree and the noisy pair counts",
+        "post-processing: noisy degrees per community and the pair counts are made non-negative keeping their "
+        "noisy totals (norm-sub), degrees capped at the community size minus 1",
+        "the exponential mechanism (OpenDP's Gumbel noisy max) samples with floating-point Gumbel noise",
+    )
+    return GeneratorCard(name=PrivGraphGenerator.name, parameters=params, library_versions=library_versions(),
+                         spend=out_spend, accounting=accounting, unit_of_privacy=schema.gspec.privacy_unit(),
+                         domain_sources=domain_sources, notes=notes)
+
+
+class PrivGraphModel:
+    """A fitted privgraph model: communities, noisy intra-degrees, noisy pair counts. Pickles.
+
+    Holds numpy arrays and public values only (no edge of the training graph).
+    """
+
+    def __init__(self, *, card: GeneratorCard, spec: Any, labels: tuple[str, ...], community: np.ndarray,
+                 degrees: np.ndarray, pairs: np.ndarray, k: int) -> None:
+        self.card = card
+        self.spec = spec
+        self.labels = labels
+        self.community = community
+        self.degrees = degrees
+        self.pairs = pairs
+        self.k = k
+
+    @property
+    def estimated_rows(self) -> int:
+        """The public node count."""
+        return len(self.labels)
+
+    def sample(self, n: int, seed: int) -> GraphData:
+        """One synthetic graph over the public nodes (``n`` must be their count); same seed, same graph.
+
+        Inside each community: Chung-Lu with the noisy intra-degrees (about half their sum in edges).
+        Between communities ``a < b``: their noisy edge count, endpoints drawn proportionally to
+        (noisy intra-degree + 1) on each side (the +1 lets nodes without intra edges take part).
+        """
+        n = check_sample_n(n, len(self.labels), "privgraph")
+        rng = np.random.default_rng(check_seed(seed))
+        members = [np.flatnonzero(self.community == c) for c in range(self.k)]
+        parts: list[np.ndarray] = []
+        for nodes in members:
+            w = self.degrees[nodes]
+            m = int(round(float(w.sum()) / 2))
+            if m and nodes.size >= 2:
+                parts.append(nodes[chung_lu(w, None, m, False, rng)])
+        idx = 0
+        for a in range(self.k):
+            for b in range(a + 1, self.k):
+                m = min(int(self.pairs[idx]), members[a].size * members[b].size)
+                idx += 1
+                if m:
+                    parts.append(self._between(members[a], members[b], m, rng))
+        edges = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
+        return GraphData(n_nodes=n, edges=canonical_edges(edges, False), spec=self.spec, labels=self.labels,
+                         nodes=None)
+
+    def _between(self, left: np.ndarray, right: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+        """``m`` distinct edges left x right: Chung-Lu on the union, directed left -> right."""
+        nl = left.size
+        w_out = np.concatenate([self.degrees[left] + 1.0, np.zeros(right.size)])
+        w_in = np.concatenate([np.zeros(nl), self.degrees[right] + 1.0])
+        local = chung_lu(w_out, w_in, m, True, rng)
+        both = np.concatenate([left, right])
+        return both[local]

@@ -1,0 +1,413 @@
+"""Graph generators dpdegree and dpdk2, and their shared pieces (privacy.generators.graph.common)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from privacy.errors import InputError
+from privacy.generators.graph import common, dpdegree, dpdk2
+from privacy.generators.graph.common import chung_lu, project_degree_cap
+from privacy.generators.graph.dpdegree import DPDegreeGenerator, isotonic_nonincreasing, sorted_degrees
+from privacy.generators.graph.dpdk2 import (
+    DPDK2Generator,
+    class_highs,
+    degree_classes,
+    jdd,
+    uniform_sensitivity,
+)
+from privacy.graphs import GraphData, canonical_edges, read_graph
+from privacy.schema import Schema
+from privacy.spend import PrivacySpend
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "graph"
+SPEND = PrivacySpend(epsilon=2.0, delta=1e-6)
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import ks_2samp
+
+    return float(ks_2samp(a, b).statistic)
+
+
+@pytest.fixture(scope="module")
+def karate() -> tuple[GraphData, Schema]:
+    schema = Schema.from_dict({"kind": "graph", "graph": {"edges": {"format": "csv"}, "ignore": ["weight"],
+                                                          "directed": False, "max_degree": 12},
+                               "columns": {"club": {"type": "categorical", "categories": ["Mr. Hi", "Officer"]}}})
+    g = read_graph(DATA / "karate_club_edges.csv", DATA / "karate_club_nodes.csv", schema)[0]
+    return g, schema
+
+
+@pytest.fixture(scope="module")
+def karate_plain() -> tuple[GraphData, Schema]:
+    schema = Schema.from_dict({"kind": "graph", "graph": {"edges": {"format": "csv"}, "ignore": ["weight"],
+                                                          "directed": False, "node_count": 34, "max_degree": 12}})
+    return read_graph(DATA / "karate_club_edges.csv", None, schema)[0], schema
+
+
+@pytest.fixture(scope="module")
+def lesmis() -> tuple[GraphData, Schema]:
+    schema = Schema.from_dict({"kind": "graph", "graph": {"edges": {"format": "csv"}, "ignore": ["weight"],
+                                                          "id_type": "string", "directed": False,
+                                                          "max_degree": 20}})
+    return read_graph(DATA / "les_miserables_edges.csv", DATA / "les_miserables_nodes.csv", schema)[0], schema
+
+
+def _email(**graph: Any) -> tuple[GraphData, Schema]:
+    block = {"directed": False, "self_loops": "drop", "duplicates": "merge", **graph}
+    if block.get("nodes") != "bought":
+        block.setdefault("node_count", 1005)
+    schema = Schema.from_dict({"kind": "graph", "graph": block})
+    return read_graph(DATA / "email-Eu-core.txt", None, schema)[0], schema
+
+
+@pytest.fixture(scope="module")
+def email() -> tuple[GraphData, Schema]:
+    return _email(max_degree=345)
+
+
+def _neighbours(g: GraphData, rng: np.random.Generator, n_add: int) -> list[np.ndarray]:
+    """Every one-edge removal and ``n_add`` random one-edge additions (canonical edge arrays)."""
+    out = [np.delete(g.edges, i, axis=0) for i in range(g.n_edges)]
+    have = {tuple(e) for e in g.edges.tolist()}
+    while len(out) < g.n_edges + n_add:
+        u, v = (int(x) for x in rng.integers(0, g.n_nodes, size=2))
+        if not g.directed:
+            u, v = min(u, v), max(u, v)
+        if u != v and (u, v) not in have:
+            have.add((u, v))
+            out.append(canonical_edges(np.vstack([g.edges, [[u, v]]]), g.directed))
+    return out
+
+
+def _edge_set(e: np.ndarray) -> set[tuple[int, int]]:
+    return {(int(a), int(b)) for a, b in e.tolist()}
+
+
+# -- common ---------------------------------------------------------------------------------------
+
+
+def test_budget_split_takes_shares_only_where_needed(karate: Any, email: Any) -> None:
+    _, ks = karate
+    b = common.plan_graph_budget(SPEND, ks)
+    rho = common.graph_rho(SPEND)
+    assert b.rho_nodes == 0 and math.isclose(b.rho_attributes, 0.2 * rho) and math.isclose(b.total, rho)
+    b2 = common.plan_graph_budget(SPEND, email[1])
+    assert b2.rho_attributes == 0 and math.isclose(b2.rho_structure, rho)
+    bought = _email(nodes="bought")[1]
+    b3 = common.plan_graph_budget(SPEND, bought)
+    assert math.isclose(b3.rho_nodes, 0.05 * rho)
+    e = common.plan_graph_epsilon(PrivacySpend(epsilon=1.0), email[1])
+    assert e.delta == 0 and e.eps_structure == 1.0
+    with pytest.raises(InputError, match="delta"):
+        common.graph_rho(PrivacySpend(epsilon=1.0))
+    with pytest.raises(InputError, match="delta"):
+        common.plan_graph_epsilon(PrivacySpend(epsilon=1.0), ks)
+
+
+def test_buy_node_count_is_near_and_at_least_two(email: Any) -> None:
+    g, _ = email
+    true = common.endpoint_count(g)
+    assert abs(common.buy_node_count(g, 10.0) - true) <= 5
+    assert abs(common.buy_node_count_laplace(g, 10.0) - true) <= 5
+    tiny = g.with_edges(g.edges[:1])
+    assert common.buy_node_count_laplace(tiny, 1e-3) >= 2
+
+
+def test_chung_lu_canonical_close_and_fast() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.pareto(2.0, size=10_000) + 1
+    t = time.perf_counter()
+    e = chung_lu(w, None, 100_000, False, rng)
+    assert time.perf_counter() - t < 5
+    assert np.array_equal(e, canonical_edges(e, False))
+    assert 99_000 <= e.shape[0] <= 100_000
+    d = chung_lu(w, w[::-1], 50_000, True, rng)
+    assert np.array_equal(d, canonical_edges(d, True)) and d.shape[0] == 50_000
+    assert chung_lu(np.zeros(5), None, 3, False, rng).shape == (0, 2)
+    assert chung_lu(np.ones(4), None, 100, False, rng).shape[0] == 6  # every possible edge, no more
+
+
+@pytest.mark.parametrize("cap", [2, 4, 7])
+def test_projection_changes_at_most_three_edges(karate_plain: Any, lesmis: Any, cap: int) -> None:
+    rng = np.random.default_rng(cap)
+    for g, _ in (karate_plain, lesmis):
+        p0, _ = project_degree_cap(g, cap)
+        assert p0.degrees().max() <= cap
+        base = _edge_set(p0.edges)
+        for e in _neighbours(g, rng, 300):
+            p1 = _edge_set(project_degree_cap(g.with_edges(e), cap)[0].edges)
+            assert len(base ^ p1) <= 3
+            # the only edge that can enter is the changed one
+            grown, shrunk = (p1, base) if len(e) > g.n_edges else (base, p1)
+            assert len(grown - shrunk) <= 1
+
+
+def test_projection_order_is_public() -> None:
+    r = common.public_rank(np.arange(1000))
+    assert np.unique(r).size == 1000 and np.array_equal(r, common.public_rank(np.arange(1000)))
+
+
+# -- sensitivities by enumeration ---------------------------------------------------------------------
+
+
+def test_sorted_degree_sequence_sensitivity(karate_plain: Any, lesmis: Any) -> None:
+    rng = np.random.default_rng(1)
+    for g, _ in (karate_plain, lesmis):
+        s0 = sorted_degrees(g.degrees(), g.n_nodes)
+        for e in _neighbours(g, rng, 200):
+            s1 = sorted_degrees(g.with_edges(e).degrees(), g.n_nodes)
+            d = np.abs(s1 - s0)
+            assert d.sum() == 2 and math.isclose(float(np.sqrt((d ** 2).sum())), dpdegree.L2_SENSITIVITY)
+        # cut to a shorter (bought) length: never more
+        s0c = sorted_degrees(g.degrees(), 10)
+        for e in _neighbours(g, rng, 50)[:50]:
+            assert np.abs(sorted_degrees(g.with_edges(e).degrees(), 10) - s0c).sum() <= 2
+
+
+def test_directed_sorted_sequences_sensitivity() -> None:
+    schema = Schema.from_dict({"kind": "graph", "graph": {"edges": {"format": "csv"}, "ignore": ["weight"],
+                                                          "directed": True, "node_count": 34}})
+    g = read_graph(DATA / "karate_club_edges.csv", None, schema)[0]
+
+    def seq(h: GraphData) -> np.ndarray:
+        return np.concatenate([sorted_degrees(h.out_degrees(), 34), sorted_degrees(h.in_degrees(), 34)])
+
+    s0 = seq(g)
+    for e in _neighbours(g, np.random.default_rng(2), 200):
+        assert np.abs(seq(g.with_edges(e)) - s0).sum() == 2
+
+
+@pytest.mark.parametrize("cap,bins", [(3, "exact"), (6, "exact"), (12, "exact"), (20, "log"), (40, "log")])
+def test_jdd_sensitivity_through_projection(karate_plain: Any, lesmis: Any, cap: int, bins: str) -> None:
+    rng = np.random.default_rng(cap)
+    worst_l1, worst_w = 0, 0.0
+    for g, _ in (karate_plain, lesmis):
+        c = min(cap, g.n_nodes - 1)
+        lows = degree_classes(c, bins)
+        highs = class_highs(lows, c)
+        rows, cols = np.triu_indices(lows.size)
+        w = np.maximum(highs[rows], highs[cols]).astype(np.float64)
+        j0 = jdd(project_degree_cap(g, c)[0], lows)
+        for e in _neighbours(g, rng, 400):
+            d = np.abs(jdd(project_degree_cap(g.with_edges(e), c)[0], lows) - j0)
+            l1 = int(d.sum())
+            weighted = float((d[rows, cols] / w).sum())
+            assert l1 <= uniform_sensitivity(c)
+            assert weighted <= dpdk2.WEIGHTED_BOUND + 1e-9
+            worst_l1, worst_w = max(worst_l1, l1), max(worst_w, weighted)
+    assert worst_l1 > 0 and worst_w > 1  # the enumeration did exercise moves
+
+
+# -- the isotonic step --------------------------------------------------------------------------------
+
+
+def test_isotonic_nonincreasing() -> None:
+    y = np.array([5.0, 6.0, 3.0, 4.0, 1.0])
+    fit = isotonic_nonincreasing(y)
+    assert np.all(np.diff(fit) <= 1e-12)
+    assert np.allclose(fit, [5.5, 5.5, 3.5, 3.5, 1.0])
+    seq = dpdegree.consistent_sequence(np.array([40.0, -3.0, 2.5, 7.0, -9.0]), 5)
+    assert seq.dtype == np.int64 and seq.max() <= 4 and seq.min() >= 0 and np.all(np.diff(seq) <= 0)
+    assert dpdegree.lower_sum(np.array([3, 3, 1]), 3).tolist() == [2, 2, 0]
+
+
+# -- the generators -----------------------------------------------------------------------------------
+
+GENERATORS = [
+    ("dpdegree", lambda: DPDegreeGenerator()),
+    ("dpdegree-laplace-config", lambda: DPDegreeGenerator(noise="laplace", model="configuration")),
+    ("dpdk2", lambda: DPDK2Generator()),
+    ("dpdk2-uniform-exact", lambda: DPDK2Generator(weights="uniform", bins="exact")),
+]
+
+
+@pytest.mark.parametrize("name,make", GENERATORS, ids=[g[0] for g in GENERATORS])
+def test_card_output_and_determinism(lesmis: Any, name: str, make: Any) -> None:
+    g, schema = lesmis
+    fitted = make().fit(g, schema, SPEND)
+    card = fitted.card
+    assert card.spend.epsilon <= SPEND.epsilon * (1 + 1e-9) and card.spend.delta <= SPEND.delta
+    assert "edge" in card.unit_of_privacy and "sensitivity" in card.accounting.lower()
+    assert "OpenDP" in card.accounting
+    assert "node count" in card.domain_sources and "schema" in card.domain_sources["node count"]
+    assert fitted.estimated_rows == g.n_nodes
+    out = fitted.sample(g.n_nodes, 7)
+    assert out.labels == g.labels and out.n_nodes == g.n_nodes
+    assert np.array_equal(out.edges, canonical_edges(out.edges, False))
+    assert out.edges.size == 0 or (out.edges.min() >= 0 and out.edges.max() < g.n_nodes)
+    assert np.array_equal(out.edges, fitted.sample(g.n_nodes, 7).edges)
+    clone = pickle.loads(pickle.dumps(fitted))
+    assert np.array_equal(clone.sample(g.n_nodes, 7).edges, out.edges)
+    with pytest.raises(InputError, match=f"the node set is public: n must be {g.n_nodes}"):
+        fitted.sample(g.n_nodes + 1, 0)
+    with pytest.raises(InputError):
+        fitted.sample(g.n_nodes, -1)
+
+
+def test_fitted_model_keeps_no_edge_list(lesmis: Any) -> None:
+    g, schema = lesmis
+    for gen in (DPDegreeGenerator(), DPDK2Generator()):
+        fitted = gen.fit(g, schema, SPEND)
+        for v in vars(fitted).values():
+            assert not isinstance(v, GraphData)
+            if isinstance(v, np.ndarray):
+                assert v.shape != g.edges.shape or not np.array_equal(v, g.edges)
+
+
+def test_laplace_card_is_pure_epsilon(lesmis: Any) -> None:
+    g, schema = lesmis
+    for gen in (DPDegreeGenerator(noise="laplace"), DPDK2Generator()):
+        card = gen.fit(g, schema, PrivacySpend(epsilon=1.0)).card
+        assert card.spend.delta == 0 and card.spend.epsilon <= 1.0
+
+
+def test_gaussian_card_reports_rho(lesmis: Any) -> None:
+    g, schema = lesmis
+    card = DPDegreeGenerator().fit(g, schema, SPEND).card
+    assert card.spend.rho is not None and math.isclose(card.spend.rho, common.graph_rho(SPEND))
+    assert card.parameters["spent_structure"] <= card.spend.rho
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[tuple[Any, ...]]:
+    """Record what each noise call was given besides the values (sensitivity, budget, length)."""
+    calls: list[tuple[Any, ...]] = []
+    for fn in ("gaussian_measure", "laplace_measure"):
+        real = getattr(module, fn, None)
+        if real is None:
+            continue
+
+        def spy(values: np.ndarray, sens: Any, budget: float, _real: Any = real, _fn: str = fn) -> Any:
+            calls.append((_fn, np.asarray(values).shape, sens, budget))
+            return _real(values, sens, budget)
+
+        monkeypatch.setattr(module, fn, spy)
+    return calls
+
+
+@pytest.mark.parametrize("module,make", [(dpdegree, lambda: DPDegreeGenerator()),
+                                         (dpdegree, lambda: DPDegreeGenerator(noise="laplace")),
+                                         (dpdk2, lambda: DPDK2Generator())])
+def test_one_edge_changes_nothing_chosen_before_noise(monkeypatch: pytest.MonkeyPatch, karate_plain: Any,
+                                                      module: Any, make: Any) -> None:
+    g, schema = karate_plain
+    calls = _capture(monkeypatch, module)
+    gen = make()
+    gen.fit(g, schema, SPEND)
+    first = list(calls)
+    # a hub gains an edge, and a leaf loses its only one: the most a single edge can do to the degrees
+    deg = g.degrees()
+    hub, leaf = int(np.argmax(deg)), int(np.argmin(np.where(deg > 0, deg, 99)))
+    others = [v for v in range(g.n_nodes) if v != hub and not ((g.edges == [min(v, hub), max(v, hub)]).all(1)).any()]
+    for e in (canonical_edges(np.vstack([g.edges, [[hub, others[0]]]]), False),
+              g.edges[~((g.edges == leaf).any(axis=1))][: g.n_edges - 1]):
+        calls.clear()
+        gen.fit(g.with_edges(e), schema, SPEND)
+        assert calls == first
+
+
+def test_large_epsilon_is_close(email: Any) -> None:
+    g, schema = email
+    real_deg = g.degrees()
+    real_assort = nx.degree_assortativity_coefficient(g.to_networkx())
+    big = PrivacySpend(epsilon=1e5, delta=1e-6)
+    out = DPDegreeGenerator(model="configuration", noise="laplace").fit(g, schema, big).sample(g.n_nodes, 1)
+    assert _ks(real_deg, out.degrees()) < 0.06
+    assert abs(out.n_edges - g.n_edges) < 0.1 * g.n_edges
+    out = DPDK2Generator(threshold=0.0, bins="exact").fit(g, schema, big).sample(g.n_nodes, 1)
+    assert _ks(real_deg, out.degrees()) < 0.06
+    assert abs(nx.degree_assortativity_coefficient(out.to_networkx()) - real_assort) < 0.05
+    assert abs(out.n_edges - g.n_edges) < 0.1 * g.n_edges
+
+
+@pytest.mark.parametrize("make", [lambda: DPDegreeGenerator(), lambda: DPDegreeGenerator(noise="laplace"),
+                                  lambda: DPDK2Generator(), lambda: DPDK2Generator(weights="uniform")])
+def test_tiny_epsilon_still_valid(karate_plain: Any, make: Any) -> None:
+    g, schema = karate_plain
+    out = make().fit(g, schema, PrivacySpend(epsilon=0.01, delta=1e-9)).sample(34, 3)
+    assert out.n_nodes == 34 and np.array_equal(out.edges, canonical_edges(out.edges, False))
+    assert out.edges.size == 0 or out.edges.max() < 34
+
+
+def test_node_attributes(karate: Any) -> None:
+    g, schema = karate
+    for gen in (DPDegreeGenerator(), DPDK2Generator()):
+        fitted = gen.fit(g, schema, PrivacySpend(epsilon=4.0, delta=1e-6))
+        card = fitted.card
+        assert "attribute" in card.unit_of_privacy
+        assert "/ 16" in card.accounting and card.parameters["attributes"]["group_factor"] == 16
+        assert card.spend.epsilon <= 4.0 * (1 + 1e-9)
+        out = fitted.sample(34, 5)
+        assert out.nodes is not None and out.nodes.columns == ["club"] and out.nodes.height == 34
+        assert set(out.nodes.get_column("club").to_list()) <= {"Mr. Hi", "Officer"}
+        assert out.labels == g.labels
+        assert pickle.loads(pickle.dumps(fitted)).sample(34, 5).nodes.equals(out.nodes)
+
+
+def test_bought_node_set() -> None:
+    g, schema = _email(nodes="bought", max_degree=200)
+    for gen in (DPDegreeGenerator(), DPDegreeGenerator(noise="laplace"), DPDK2Generator()):
+        fitted = gen.fit(g, schema, PrivacySpend(epsilon=2.0, delta=1e-6))
+        n = fitted.estimated_rows
+        assert abs(n - common.endpoint_count(g)) < 200
+        assert "DP" in fitted.card.domain_sources["node count"]
+        assert "estimated" in fitted.card.unit_of_privacy
+        out = fitted.sample(n, 1)
+        assert out.labels == tuple(str(i) for i in range(n))
+        small = fitted.sample(300, 1)
+        assert small.n_nodes == 300 and (small.edges.size == 0 or small.edges.max() < 300)
+
+
+def test_directed_dpdegree_and_dpdk2_refusal() -> None:
+    g, schema = _email(directed=True, max_degree=100)
+    out = DPDegreeGenerator().fit(g, schema, SPEND).sample(1005, 0)
+    assert np.array_equal(out.edges, canonical_edges(out.edges, True))
+    assert abs(out.n_edges - g.n_edges) < 0.15 * g.n_edges
+    with pytest.raises(InputError, match="directed graphs is not supported yet"):
+        DPDK2Generator().fit(g, schema, SPEND)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: DPDegreeGenerator(model="erdos"), "model"),
+    (lambda: DPDegreeGenerator(noise="exponential"), "noise"),
+    (lambda: DPDegreeGenerator(node_share=1.5), "node_share"),
+    (lambda: DPDK2Generator(max_degree=0), "max_degree"),
+    (lambda: DPDK2Generator(weights="heavy"), "weights"),
+    (lambda: DPDK2Generator(bins="linear"), "bins"),
+    (lambda: DPDK2Generator(threshold=-1), "threshold"),
+])
+def test_bad_options(make: Any, match: str) -> None:
+    with pytest.raises(InputError, match=match) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_refusals_at_fit(email: Any) -> None:
+    g, _ = email
+    no_cap = _email()[1]
+    with pytest.raises(InputError, match="degree cap") as info:
+        DPDK2Generator().fit(g, no_cap, SPEND)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="delta"):
+        DPDegreeGenerator().fit(g, no_cap, PrivacySpend(epsilon=1.0))
+    fitted = DPDK2Generator(max_degree=50).fit(g, no_cap, SPEND)  # the option alone is enough
+    assert fitted.card.parameters["max_degree_source"] == "option"
+
+
+def test_email_fit_is_fast(email: Any) -> None:
+    g, schema = email
+    for gen in (DPDegreeGenerator(), DPDegreeGenerator(noise="laplace"), DPDK2Generator()):
+        t = time.perf_counter()
+        fitted = gen.fit(g, schema, SPEND)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        fitted.sample(g.n_nodes, 0)
+        assert fit_s < 10 and time.perf_counter() - t < 5, (gen.name, fit_s)

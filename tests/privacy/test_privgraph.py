@@ -1,0 +1,290 @@
+"""privgraph: card, output, sensitivities of every released statistic, data-free choices, quality."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import pickle
+import time
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from privacy.errors import InputError
+from privacy.generators.graph import privgraph as pg
+from privacy.generators.graph.privgraph import PrivGraphGenerator, PrivGraphModel
+from privacy.graphs import GraphData, canonical_edges, read_graph
+from privacy.schema import Schema
+from privacy.spend import PrivacySpend
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "graph"
+
+
+def _csv_schema(n: int, *, id_type: str = "integer", directed: bool = False) -> Schema:
+    graph: dict[str, object] = {"directed": directed, "edges": {"format": "csv", "source": "source",
+                                                                "target": "target"},
+                                "ignore": ["weight"], "self_loops": "drop", "duplicates": "merge"}
+    if id_type == "integer":
+        graph["node_count"] = n
+    else:
+        graph["id_type"] = "string"
+    return Schema.from_dict({"kind": "graph", "graph": graph})
+
+
+@pytest.fixture(scope="module")
+def karate() -> tuple[GraphData, Schema]:
+    schema = _csv_schema(34)
+    return read_graph(DATA / "karate_club_edges.csv", None, schema)[0], schema
+
+
+@pytest.fixture(scope="module")
+def lesmis() -> tuple[GraphData, Schema]:
+    # string ids: the node table (key only) is the public node set
+    schema = _csv_schema(77, id_type="string")
+    return read_graph(DATA / "les_miserables_edges.csv", DATA / "les_miserables_nodes.csv", schema)[0], schema
+
+
+@pytest.fixture(scope="module")
+def email() -> tuple[GraphData, Schema]:
+    schema = Schema.from_dict({"kind": "graph", "graph": {"directed": False, "node_count": 1005,
+                                                          "self_loops": "drop", "duplicates": "merge"}})
+    return read_graph(DATA / "email-Eu-core.txt", None, schema)[0], schema
+
+
+SPEND = PrivacySpend(epsilon=2.0, delta=1e-6)
+
+
+# -- card, output ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", ["gaussian", "laplace"])
+def test_card_states_spend_unit_mechanism_and_split(karate: tuple[GraphData, Schema], mechanism: str) -> None:
+    g, schema = karate
+    model = PrivGraphGenerator(mechanism=mechanism).fit(g, schema, SPEND)
+    card = model.card
+    p = card.parameters
+    assert card.name == "privgraph"
+    assert card.unit_of_privacy == schema.gspec.privacy_unit()
+    assert card.spend.epsilon <= SPEND.epsilon and card.spend.delta <= SPEND.delta
+    assert set(card.library_versions) == {"networkx", "numpy", "opendp"}
+    assert p["mechanism"] == mechanism
+    assert p["shares"] == pytest.approx({"init": 1 / 3, "adjust": 1 / 3, "extract": 1 / 3})
+    # what OpenDP charged per phase stays within the phase's part, and the parts add up to the budget
+    for phase, part in p["budget_parts"].items():
+        assert p["spent_parts"][phase] <= part * (1 + 1e-6)
+    assert sum(p["budget_parts"].values()) == pytest.approx(p["budget"])
+    assert p["used"] <= p["budget"] * (1 + 1e-6)
+    assert p["sensitivities"]["degrees"] == {"l1": 2, "l2": pytest.approx(2 ** 0.5)}
+    assert p["sensitivities"]["selection"]["selections_per_edge"] == 2
+    if mechanism == "gaussian":
+        assert card.spend.rho == pytest.approx(p["budget"])
+        assert "zero-concentrated" in card.accounting
+    else:
+        assert card.spend.delta == 0.0 and card.spend.rho is None
+        assert p["budget"] == SPEND.epsilon and "pure epsilon-DP" in card.accounting
+    for words in ("sensitivity 1", "sqrt(2)" if mechanism == "gaussian" else "sensitivity 2", "noisy max",
+                  "never both"):
+        assert words in card.accounting
+    assert model.estimated_rows == 34
+    assert card.to_dict()["name"] == "privgraph"
+
+
+def test_delta_zero_defaults_to_laplace(karate: tuple[GraphData, Schema]) -> None:
+    g, schema = karate
+    model = PrivGraphGenerator().fit(g, schema, PrivacySpend(epsilon=1.0))
+    assert model.card.parameters["mechanism"] == "laplace" and model.card.spend.delta == 0.0
+
+
+def test_output_canonical_public_ids_and_seeded(lesmis: tuple[GraphData, Schema]) -> None:
+    g, schema = lesmis
+    model = PrivGraphGenerator().fit(g, schema, SPEND)
+    s = model.sample(77, seed=3)
+    assert s.n_nodes == 77 and s.labels == g.labels and s.nodes is None
+    assert np.array_equal(s.edges, canonical_edges(s.edges, False))
+    assert s.n_edges > 0 and s.edges.dtype == np.int64
+    assert np.array_equal(model.sample(77, seed=3).edges, s.edges)
+    assert not np.array_equal(model.sample(77, seed=4).edges, s.edges)
+    with pytest.raises(InputError, match="must be 77"):
+        model.sample(76, seed=3)
+    with pytest.raises(InputError, match="seed"):
+        model.sample(77, seed=-1)
+
+
+def test_model_pickles_and_holds_no_edges(karate: tuple[GraphData, Schema]) -> None:
+    g, schema = karate
+    model = PrivGraphGenerator().fit(g, schema, SPEND)
+    back = pickle.loads(pickle.dumps(model))
+    assert isinstance(back, PrivGraphModel)
+    assert np.array_equal(back.sample(34, 1).edges, model.sample(34, 1).edges)
+    assert set(vars(model)) == {"card", "spec", "labels", "community", "degrees", "pairs", "k"}
+    for v in vars(model).values():
+        assert not (isinstance(v, np.ndarray) and v.ndim == 2)  # no edge list anywhere
+    assert model.community.shape == (34,) and model.pairs.shape == (model.k * (model.k - 1) // 2,)
+
+
+def test_noise_from_os_entropy_not_a_seed(karate: tuple[GraphData, Schema]) -> None:
+    g, schema = karate
+    fits = [PrivGraphGenerator().fit(g, schema, SPEND) for _ in range(3)]
+    # the same data and options fitted three times: fresh noise every time
+    assert len({f.degrees.tobytes() for f in fits}) == 3
+
+
+@pytest.mark.parametrize("mechanism", ["gaussian", "laplace"])
+def test_tiny_epsilon_still_valid(karate: tuple[GraphData, Schema], mechanism: str) -> None:
+    g, schema = karate
+    model = PrivGraphGenerator(mechanism=mechanism).fit(g, schema, PrivacySpend(epsilon=0.01, delta=1e-9))
+    s = model.sample(34, 0)
+    assert np.array_equal(s.edges, canonical_edges(s.edges, False))
+    assert s.edges.size == 0 or (s.edges.min() >= 0 and s.edges.max() < 34)
+    assert model.degrees.min() >= 0 and model.pairs.min(initial=0) >= 0
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [
+    {"mechanism": "gauss"}, {"group_size": 0}, {"group_size": 2.5}, {"init_share": -1},
+    {"adjust_share": float("nan")}, {"resolution": 0}, {"adjust_passes": 0}, {"adjust_passes": True},
+])
+def test_bad_options_one_line(options: dict[str, object]) -> None:
+    with pytest.raises(InputError) as exc:
+        PrivGraphGenerator(**options)  # type: ignore[arg-type]
+    assert str(exc.value).startswith("privgraph: ") and "\n" not in str(exc.value)
+
+
+def test_refusals(karate: tuple[GraphData, Schema]) -> None:
+    g, schema = karate
+    with pytest.raises(InputError, match="delta .* must be > 0"):
+        PrivGraphGenerator(mechanism="gaussian").fit(g, schema, PrivacySpend(epsilon=1.0))
+    directed = _csv_schema(34, directed=True)
+    gd = read_graph(DATA / "karate_club_edges.csv", None, directed)[0]
+    with pytest.raises(InputError, match="directed graphs are not supported yet"):
+        PrivGraphGenerator().fit(gd, directed, SPEND)
+    bought = dataclasses.replace(schema.gspec, nodes="bought", node_count=None)
+    bought_schema = Schema(kind="graph", graph=bought, columns=())
+    gb = dataclasses.replace(g, spec=bought)
+    with pytest.raises(InputError, match="bought node set is not supported yet"):
+        PrivGraphGenerator().fit(gb, bought_schema, SPEND)
+    attr = Schema.from_dict({"kind": "graph", "graph": {"directed": False, "id_type": "integer",
+                                                        "edges": {"format": "csv"}, "ignore": ["weight"]},
+                             "columns": {"club": {"type": "categorical", "categories": ["Mr. Hi", "Officer"]}}})
+    ga = read_graph(DATA / "karate_club_edges.csv", DATA / "karate_club_nodes.csv", attr)[0]
+    with pytest.raises(InputError, match="node attributes are not supported yet"):
+        PrivGraphGenerator().fit(ga, attr, SPEND)
+
+
+# -- sensitivities: every released statistic, on all single-edge neighbours ---------------------------
+
+
+def _neighbours(g: GraphData) -> list[np.ndarray]:
+    """G minus each edge, and G plus each absent pair (all of them: the graphs are small)."""
+    present = {tuple(e) for e in g.edges.tolist()}
+    out = [np.delete(g.edges, i, axis=0) for i in range(g.n_edges)]
+    for u, v in itertools.combinations(range(g.n_nodes), 2):
+        if (u, v) not in present:
+            out.append(canonical_edges(np.vstack([g.edges, [[u, v]]]), False))
+    return out
+
+
+@pytest.mark.parametrize("name", ["karate", "lesmis"])
+def test_sensitivities_on_all_single_edge_neighbours(name: str, request: pytest.FixtureRequest) -> None:
+    g, _ = request.getfixturevalue(name)
+    n = g.n_nodes
+    rng = np.random.default_rng(0)
+    groups = pg.random_groups(n, 5, rng)
+    n_groups = int(groups.max()) + 1
+    k = 4
+    community = rng.integers(0, k, size=n)  # any public assignment (an earlier output)
+    base_groups = pg.group_counts(g.edges, groups, n_groups)
+    base_deg = pg.intra_degrees(g.edges, community)
+    base_pairs = pg.pair_counts(g.edges, community, k)
+    off, nb = pg.neighbour_lists(g.edges, n)
+    base_scores = np.stack([np.bincount(community[nb[off[v]:off[v + 1]]], minlength=k) for v in range(n)])
+    neighbours = _neighbours(g)
+    assert len(neighbours) == n * (n - 1) // 2
+    for e2 in neighbours:
+        # phase 1: one count changes by exactly 1 (L1 = L2 = 1)
+        assert np.abs(pg.group_counts(e2, groups, n_groups) - base_groups).sum() == 1
+        # phase 3: an intra edge changes two degrees by 1 and no pair count; an inter edge one pair count
+        d_deg = pg.intra_degrees(e2, community) - base_deg
+        d_pairs = pg.pair_counts(e2, community, k) - base_pairs
+        l1_deg, l1_pairs = np.abs(d_deg).sum(), np.abs(d_pairs).sum()
+        assert (l1_deg, l1_pairs) in {(2, 0), (0, 1)}
+        assert np.abs(d_deg).max(initial=0) <= 1 and (d_deg ** 2).sum() <= 2
+        # phase 2: the score vectors of two nodes change, each in one coordinate by 1, all the same way
+        off2, nb2 = pg.neighbour_lists(e2, n)
+        scores = np.stack([np.bincount(community[nb2[off2[v]:off2[v + 1]]], minlength=k) for v in range(n)])
+        diff = scores - base_scores
+        changed = np.flatnonzero(np.abs(diff).sum(axis=1))
+        assert changed.size == 2
+        assert np.abs(diff[changed]).sum(axis=1).tolist() == [1, 1]
+        assert (diff >= 0).all() or (diff <= 0).all()  # monotone
+
+
+def test_norm_sub_keeps_total_and_is_nonnegative() -> None:
+    y = np.array([5.0, -3.0, 2.0, -1.0, 0.5])
+    out = pg.norm_sub(y)
+    assert out.min() >= 0 and out.sum() == pytest.approx(y.sum())
+    assert pg.norm_sub(np.array([-1.0, -2.0])).tolist() == [0.0, 0.0]
+    assert pg.round_keep_total(np.array([0.4, 0.4, 1.2])).sum() == 2
+
+
+# -- nothing chosen before noise depends on the data ---------------------------------------------------
+
+
+def test_initial_groups_and_plan_ignore_the_edges(karate: tuple[GraphData, Schema],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    g, _ = karate
+    seen: list[np.ndarray] = []
+    real_counts = pg.group_counts
+
+    def spy(edges: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+        seen.append(groups.copy())
+        return real_counts(edges, groups, n_groups)
+
+    monkeypatch.setattr(pg, "group_counts", spy)
+    p = pg.plan("gaussian", 0.5, dict(pg.DEFAULT_SHARES), 34, 5, 1)
+    other = canonical_edges(np.array([[0, 33], [1, 2]]), False)  # a very different graph
+    for edges in (g.edges, other):
+        pg.initial_communities(edges, 34, p, 1.0, np.random.default_rng(7))
+    assert np.array_equal(seen[0], seen[1])
+    # the plan takes public inputs only (budget, shares, node count, options)
+    assert pg.plan("gaussian", 0.5, dict(pg.DEFAULT_SHARES), 34, 5, 1) == p
+
+
+# -- quality on email-Eu-core -------------------------------------------------------------------------
+
+
+def _modularity_under_model(model: PrivGraphModel, s: GraphData) -> float:
+    parts = [set(np.flatnonzero(model.community == c).tolist()) for c in range(model.k)]
+    return float(nx.community.modularity(s.to_networkx(), [p for p in parts if p]))
+
+
+def test_email_structure_and_fit_time(email: tuple[GraphData, Schema]) -> None:
+    g, schema = email
+    times = []
+    high, low = [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        model = PrivGraphGenerator().fit(g, schema, PrivacySpend(epsilon=8.0, delta=1e-6))
+        times.append(time.perf_counter() - t)
+        high.append(_modularity_under_model(model, model.sample(1005, 0)))
+        model = PrivGraphGenerator().fit(g, schema, PrivacySpend(epsilon=0.05, delta=1e-6))
+        low.append(_modularity_under_model(model, model.sample(1005, 0)))
+    print(f"privgraph email-Eu-core fit at eps 8: {min(times):.2f}-{max(times):.2f} s; modularity under the "
+          f"model's communities: eps 8 {np.round(high, 3)}, eps 0.05 {np.round(low, 3)}")
+    assert max(times) < 10
+    assert np.mean(high) > np.mean(low) + 0.05
+
+
+def test_email_clustering_beats_erdos_renyi(email: tuple[GraphData, Schema]) -> None:
+    g, schema = email
+    real = nx.transitivity(g.to_networkx())
+    model = PrivGraphGenerator().fit(g, schema, PrivacySpend(epsilon=4.0, delta=1e-6))
+    s = model.sample(1005, 1)
+    synth = nx.transitivity(s.to_networkx())
+    er = nx.transitivity(nx.gnm_random_graph(1005, g.n_edges, seed=1))
+    assert abs(s.n_edges - g.n_edges) < 0.1 * g.n_edges
+    assert abs(synth - real) < abs(er - real)
