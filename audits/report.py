@@ -46,8 +46,12 @@ details{margin:.3rem 0 1rem}summary{cursor:pointer}
 """
 
 
-def render_html(document: dict[str, Any]) -> str:
-    """Render an audit document (``audits.suite.audit_document``) as a self-contained HTML page."""
+def render_html(document: dict[str, Any], figures: dict[str, str] | None = None) -> str:
+    """Render an audit document (``audits.suite.audit_document``) as a self-contained HTML page.
+
+    ``figures`` maps a heading to an inline SVG produced by synthgate's own plotting code (e.g.
+    ``audits.graph.plots``); they are placed after the gate table, in order.
+    """
     context = document.get("context") or {}
     gate = document.get("gate") or {}
     passed = bool(gate.get("passed"))
@@ -64,6 +68,8 @@ def render_html(document: dict[str, Any]) -> str:
         "<h2>Gate checks</h2>",
         _gate_table(gate.get("checks") or []),
     ]
+    for heading, svg in (figures or {}).items():
+        parts.append(f"<h2>{_e(heading)}</h2><figure>{svg}</figure>")
     for result in document.get("results") or []:
         parts.append(_audit_section(result))
     parts.append(f"<footer><p><strong>Not differentially private.</strong> {_e(_FOOTER)}</p></footer>")

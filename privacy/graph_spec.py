@@ -63,7 +63,7 @@ class GraphSpec:
     duplicates: Literal["error", "merge"] = "error"
     #: edge-file columns that are read past and never used or released (CSV format only)
     ignore: tuple[str, ...] = ()
-    #: public degree cap (edges beyond it are dropped by a public rule, counted)
+    #: public degree cap: a generator that needs one (dpdk2) drops edges beyond it by a public rule
     max_degree: int | None = None
 
     def __post_init__(self) -> None:

@@ -122,12 +122,19 @@ def _split_for(ws: Workspace, source: str, split_of: str | None, *,
     return src, files, policy, schema, seed, label
 
 
+def _refuse_graph(schema: Schema, command: str) -> None:
+    # an outside party's graph is two files (edges and nodes) and its split is by edges: not wired yet
+    if schema.is_graph:
+        raise InputError(f"{command} is not supported yet for graph sources")
+
+
 def export_train(ws: Workspace, source: str, out: Path) -> dict[str, Any]:
     """Write the training part of the source's external split (CSV) for an outside party.
 
     This hands real records out of synthgate's control: it is the steward's decision, logged.
     """
     _src, files, policy, schema, seed, _ = _split_for(ws, source, None, create=True)
+    _refuse_graph(schema, "export-train")
     train, _ = split_source(load_source(files, schema), schema, policy.holdout_fraction, seed)
     table = train.to_long() if isinstance(train, SequenceData) else train
     write_atomic(out, table.write_csv().encode())
@@ -146,6 +153,7 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
     if not synthetic_path.is_file():
         raise InputError(f"{synthetic_path}: no such file")
     src, files, policy, schema, seed, split_label = _split_for(ws, source, split_of, create=split_of is None)
+    _refuse_graph(schema, "audit-file")
     profile = profile or policy.audit.membership_required
     target = target or policy.targets.get(src.name) or schema.target
     check_target(target, schema)

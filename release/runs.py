@@ -18,6 +18,7 @@ from policies.loader import policy_digest
 from privacy.dataset import SourceFiles, load_source, split_source
 from privacy.errors import GateError, InputError, IntegrityError
 from privacy.generators.registry import RegisteredRefitter
+from privacy.graphs import GraphData
 from privacy.ledger import Source
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
@@ -114,14 +115,23 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
                 requester: str, rows_requested: int | None, progress: Progress | None) -> AuditOutcome:
     target = ctx.target
     data = load_source(files, schema)
-    train, holdout = split_source(data, schema, policy.holdout_fraction, split_seed)
+    train, holdout = split_source(data, schema, policy.holdout_for(schema.kind), split_seed)
     try:
         synthetic = load_synthetic_data(ws, run_id, schema)
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise IntegrityError(f"run {run_id}: synthetic.parquet is missing or unreadable") from exc
     except InputError as exc:
         raise IntegrityError(f"run {run_id}: synthetic.parquet does not conform to the schema: {exc}") from exc
-    if schema.is_sequential:
+    figures: dict[str, str] = {}
+    if schema.is_graph:
+        from audits.graph.plots import degree_distribution_svg
+        from audits.graph.suite import run_graph_audits
+
+        assert isinstance(synthetic, GraphData)
+        results = run_graph_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
+        figures["Degree distributions: real training graph and synthetic graph"] = degree_distribution_svg(
+            train, synthetic)
+    elif schema.is_sequential:
         from audits.sequential.suite import run_sequence_audits
 
         assert isinstance(synthetic, SequenceData)
@@ -140,7 +150,7 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
     doc["gate"] = decision.to_dict()
     d = ws.run_dir(run_id)
     write_atomic(d / "audit.json", json.dumps(doc, indent=2, sort_keys=True).encode())
-    write_atomic(d / "report.html", render_html(doc).encode())
+    write_atomic(d / "report.html", render_html(doc, figures).encode())
 
     statement = {
         "synthgate_statement": 1,

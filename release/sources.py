@@ -14,6 +14,7 @@ from policies.loader import policy_digest
 from policies.model import Policy
 from privacy.dataset import SourceFiles
 from privacy.errors import InputError
+from privacy.graphs import GraphReport, read_graph
 from privacy.ledger import Balance, Caps, Source, balance
 from privacy.schema import Schema
 from privacy.sequences import SequenceReport, conform_sequences
@@ -36,16 +37,17 @@ class Registration:
     version: int
     fingerprint: str
     new_account: bool
-    report: ConformReport | SequenceReport
+    report: ConformReport | SequenceReport | GraphReport
     kind: str = "tabular"
 
 
 def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accept_drafted: bool = False,
-             statics: Path | None = None, kind: str | None = None) -> Registration:
+             statics: Path | None = None, kind: str | None = None, nodes: Path | None = None) -> Registration:
     """Validate ``data`` against the schema, fingerprint it, and open (or reuse) the source's account.
 
     For a sequential schema ``data`` is the long events table; ``statics`` an optional static table
-    joined on the entity key (otherwise the static columns are repeated on every event row).
+    joined on the entity key (otherwise the static columns are repeated on every event row). For a
+    graph schema ``data`` is the edge list and ``nodes`` an optional node table.
     """
     check_name("source", source)
     schema = Schema.load(schema_path)
@@ -58,15 +60,22 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
         raise InputError(f"--kind {kind} but the schema says kind: {schema.kind}")
     if statics is not None and not schema.is_sequential:
         raise InputError("--statics (a static table) is for sequential schemas only")
-    raw, fp = read_raw_fingerprinted(data)
+    if nodes is not None and not schema.is_graph:
+        raise InputError("--nodes (a node table) is for graph schemas only")
     sfp: str | None = None
-    report: ConformReport | SequenceReport
-    if schema.is_sequential:
+    report: ConformReport | SequenceReport | GraphReport
+    role = "statics"
+    if schema.is_graph:
+        _graph, report, fp, sfp = read_graph(data, nodes, schema)
+        statics, role = nodes, "nodes"
+    elif schema.is_sequential:
+        raw, fp = read_raw_fingerprinted(data)
         statics_raw = None
         if statics is not None:
             statics_raw, sfp = read_raw_fingerprinted(statics)
         report = conform_sequences(raw, statics_raw, schema, path_hint=str(data))[1]
     else:
+        raw, fp = read_raw_fingerprinted(data)
         report = conform(raw, schema, path_hint=str(data))[1]
     policy = ws.policy()
     with ws.transaction() as s:
@@ -101,7 +110,7 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
         s.add(ver)
         s.flush()
         if statics is not None and sfp is not None:
-            s.add(VersionFile(version_id=ver.id, role="statics", path=str(statics.resolve()), fingerprint=sfp))
+            s.add(VersionFile(version_id=ver.id, role=role, path=str(statics.resolve()), fingerprint=sfp))
         n_versions = len(s.scalars(select(DatasetVersion.id).where(DatasetVersion.source_id == src.id)).all())
         log_event(s, "source.register", source=source, fingerprint=fp, version=n_versions, new_account=new)
     return Registration(source=source, version=n_versions, fingerprint=fp, new_account=new, report=report,
@@ -109,8 +118,8 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
 
 
 def version_files(s: Session, ver: DatasetVersion) -> SourceFiles:
-    """The files of a registered version (the static table of a sequential source included)."""
-    extra = s.get(VersionFile, (ver.id, "statics"))
+    """The files of a registered version (the static table of sequences, the node table of graphs)."""
+    extra = s.get(VersionFile, (ver.id, "statics")) or s.get(VersionFile, (ver.id, "nodes"))
     return SourceFiles(path=ver.path, fingerprint=ver.fingerprint,
                        statics_path=None if extra is None else extra.path,
                        statics_fingerprint=None if extra is None else extra.fingerprint)

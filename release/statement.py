@@ -10,11 +10,14 @@ from release.canonical import canonical_json, sha256_hex
 
 #: files of a run that the statement binds, by their names in the bundle
 BOUND_FILES = ("synthetic.parquet", "synthetic.csv", "audit.json", "report.html")
+#: a graph run's node table (every node, isolated ones included), bound when the run has one
+GRAPH_FILES = ("synthetic-nodes.parquet", "synthetic-nodes.csv")
 
 
 def file_digests(run_dir: Any) -> dict[str, str]:
     out = {}
-    for name in BOUND_FILES:
+    names = BOUND_FILES + tuple(n for n in GRAPH_FILES if (run_dir / n).exists())
+    for name in names:
         out[name] = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
     return out
 
@@ -56,12 +59,44 @@ def _sequence_lines(st: dict[str, Any]) -> list[str]:
     ]
 
 
+def _graph_lines(st: dict[str, Any]) -> list[str]:
+    """What the guarantee means for graphs: the edge, the node set, what identifies a node."""
+    g = (st.get("schema") or {}).get("graph")
+    if not g:
+        return []
+    kind = "directed" if g.get("directed") else "undirected"
+    lines = [
+        f"- Unit of privacy: one {kind} edge. Two source graphs that differ in a single edge lead to "
+        "nearly the same distribution of releases; a relationship is protected, a person's whole set of "
+        "relationships is protected only as a group (group privacy: k edges cost k times epsilon), so a "
+        "high-degree node's overall connectedness is not hidden.",
+    ]
+    if g.get("nodes") == "public":
+        lines.append(
+            "- The node set is public (declared by the steward in the schema: "
+            + (f"ids 0 to {g['node_count'] - 1}" if g.get("node_count") else "the registered node table's ids")
+            + "), so node ids in the synthetic graph are the real ids; which edges join them is synthetic. "
+            "Which nodes exist is not protected by this release, by declaration."
+        )
+    else:
+        lines.append("- The number of nodes was estimated with part of the budget; node ids in the synthetic "
+                     "graph are fresh and do not correspond to real nodes.")
+    if g.get("max_degree"):
+        lines.append(f"- Degree cap {g['max_degree']} (public): a generator that needs it dropped edges of "
+                     "higher-degree nodes by a public rule before the DP step (see the generator card).")
+    if g.get("self_loops") == "drop" or g.get("duplicates") == "merge":
+        lines.append("- Self-loops were dropped and repeated edges merged before training, as the schema says.")
+    return lines
+
+
 def privacy_statement_md(st: dict[str, Any]) -> str:
     card = st["generator"]
     spend = st["spend"]
     unit = card.get("unit_of_privacy", "one record of the training split")
-    sequential = (st.get("schema") or {}).get("kind") == "sequential"
-    record = "entity" if sequential else "record"
+    kind = (st.get("schema") or {}).get("kind")
+    sequential = kind == "sequential"
+    graph = kind == "graph"
+    record = "entity" if sequential else "edge" if graph else "record"
     lines = [
         f"# Privacy statement for release of run {st['run_id']}",
         "",
@@ -75,6 +110,7 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
         f"independent coin (holdout probability from the policy); {record}s in the holdout did not reach "
         "the generator.",
         *_sequence_lines(st),
+        *_graph_lines(st),
         *(
             [
                 "- **WARNING: the schema was drafted from the sensitive data and accepted without review "
@@ -88,8 +124,11 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
                 "the data; values outside the schema were clipped or mapped to a declared category before training."
             ]
         ),
-        f"- The number of synthetic {'entities' if sequential else 'rows'} is "
-        f"{'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}.",
+        *(
+            [] if graph else
+            [f"- The number of synthetic {'entities' if sequential else 'rows'} is "
+             f"{'chosen by the requester' if st.get('rows_requested') else 'the generator’s DP estimate of the training size'}."]
+        ),
         f"- Source budget: this release charged epsilon {spend['epsilon']:g} and delta {spend['delta']:g} "
         f"to source `{st['source']}` under policy `{st['policy']['name']}` (caps composed by basic composition).",
         *_empirical_check(st),
@@ -105,6 +144,9 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
             ["- An entity recorded under several keys (one customer with two accounts) is protected as "
              "separate entities: the guarantee for such a person is weaker (group privacy)."]
             if sequential else
+            ["- A person who appears as several nodes is protected per edge of each; the guarantee says "
+             "nothing about the node attributes beyond what the generator card states."]
+            if graph else
             ["- Records that appear several times in the source (the same person twice) are protected as "
              "separate records: the guarantee for such a person is weaker (group privacy)."]
         ),
@@ -122,7 +164,18 @@ def datasheet_md(st: dict[str, Any]) -> str:
     schema = st["schema"]
     cols = schema.get("columns", {})
     seq = schema.get("sequence")
-    if seq:
+    graph = schema.get("graph")
+    if graph:
+        ids = "the real (public) node ids" if graph.get("nodes") == "public" else "fresh node ids"
+        composition = [
+            f"A synthetic {'directed' if graph.get('directed') else 'undirected'} graph: `synthetic.parquet` / "
+            f"`synthetic.csv` list its edges (`{graph['edges'].get('source', 'source')}`, "
+            f"`{graph['edges'].get('target', 'target')}`), `synthetic-nodes.parquet` / `synthetic-nodes.csv` its "
+            f"nodes (isolated ones included) with {ids}. No edge is a copy of a real one by construction; an edge "
+            "may coincide with a real one by chance or because the structure makes it likely. "
+            + ("Node attributes and their public domains:" if cols else "There are no node attributes."),
+        ]
+    elif seq:
         order = seq["order"]
         composition = [
             f"Sequential data: one long table of events. Each entity (`{seq['entity']}`, fresh synthetic keys) has "

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from privacy.dataset import load_source, parse_output, split_source
 from privacy.errors import BudgetError, InputError, PolicyError, SynthgateError
 from privacy.generators.registry import check_kind, generator_names, get_generator
+from privacy.graphs import GraphData
 from privacy.ledger import Charge, charge
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
@@ -59,7 +60,8 @@ def recommended_generator(ws: Workspace, source: str) -> str:
 def _accounting_kind(generator: str) -> str:
     return {"mst": "zCDP", "aim": "zCDP", "dpctgan": "RDP, DP-SGD", "dpdiffusion": "RDP, DP-SGD",
             "patectgan": "PATE moments accountant", "dpmarkov": "zCDP, entity-level",
-            "dpar": "RDP, MST + DP-SGD, entity-level"}.get(generator, "DP")
+            "dpar": "RDP, MST + DP-SGD, entity-level", "dpdegree": "edge-level DP", "dpdk2": "edge-level DP",
+            "privgraph": "edge-level DP"}.get(generator, "DP")
 
 
 def check_within(reserved: PrivacySpend, actual: PrivacySpend) -> None:
@@ -142,6 +144,9 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         ver = latest_version(s, src)
         schema = Schema.from_dict(json.loads(ver.schema_json))
         check_kind(req.generator, schema)
+        if schema.is_graph and req.rows is not None:
+            raise InputError("--rows is not used for graphs: a synthetic graph has the public node count, or the "
+                             "DP estimate of it when the node set is bought")
         files = version_files(s, ver)
         files.precheck()
         target = req.target or policy.targets.get(src.name) or schema.target
@@ -163,11 +168,11 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     # the data may already have been touched.
     try:
         data = load_source(files, schema)
-        train, _holdout = split_source(data, schema, policy.holdout_fraction, split_seed)
+        train, _holdout = split_source(data, schema, policy.holdout_for(schema.kind), split_seed)
         fitted = generator.fit(train, schema, spend, progress=progress)
         check_within(spend, fitted.card.spend)
         n = req.rows if req.rows is not None else min(MAX_ROWS, max(1, int(fitted.estimated_rows)))
-        say(f"sampling {n} {'entities' if schema.is_sequential else 'rows'}", None)
+        say(f"sampling {n} {_units(schema)}", None)
         synthetic = fitted.sample(n, seed)
         _store_outputs(ws, run_id, synthetic, fitted)
     except BaseException as exc:
@@ -195,6 +200,10 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     return run_id
 
 
+def _units(schema: Schema) -> str:
+    return "entities" if schema.is_sequential else "nodes" if schema.is_graph else "rows"
+
+
 def check_target(target: str | None, schema: Schema) -> None:
     """A utility target must be a schema column; for sequences, a static (per-entity) one."""
     if target is None:
@@ -205,29 +214,42 @@ def check_target(target: str | None, schema: Schema) -> None:
         raise InputError(f"target column {target!r} must be a static (per-entity) column for sequences")
 
 
-def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame | SequenceData, fitted: Any) -> None:
-    if isinstance(synthetic, SequenceData):
-        # one long table, as the steward registered it: entity, order, statics repeated, events
-        synthetic = synthetic.to_long()
+def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame | SequenceData | GraphData,
+                   fitted: Any) -> None:
     d = ws.run_dir(run_id)
     d.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    synthetic.write_parquet(buf)
-    write_atomic(d / "synthetic.parquet", buf.getvalue())
-    write_atomic(d / "synthetic.csv", synthetic.write_csv().encode())
+    if isinstance(synthetic, GraphData):
+        # a graph is its edge list (synthetic.*) and its node table (every node, isolated ones too)
+        _write_frame(d, "synthetic-nodes", synthetic.node_frame())
+        synthetic = synthetic.edge_frame()
+    elif isinstance(synthetic, SequenceData):
+        # one long table, as the steward registered it: entity, order, statics repeated, events
+        synthetic = synthetic.to_long()
+    _write_frame(d, "synthetic", synthetic)
     write_atomic(d / "card.json", json.dumps(fitted.card.to_dict(), indent=2, sort_keys=True, default=str).encode())
     # the fitted model is DP (post-processing of noisy measurements), kept on the steward's side so
     # more rows can be drawn later without new budget
     write_atomic(d / "model.pkl", pickle.dumps(fitted), mode=0o600)
 
 
+def _write_frame(d: Any, stem: str, frame: pl.DataFrame) -> None:
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    write_atomic(d / f"{stem}.parquet", buf.getvalue())
+    write_atomic(d / f"{stem}.csv", frame.write_csv().encode())
+
+
 def load_synthetic(ws: Workspace, run_id: str) -> pl.DataFrame:
     return pl.read_parquet(ws.run_dir(run_id) / "synthetic.parquet")
 
 
-def load_synthetic_data(ws: Workspace, run_id: str, schema: Schema) -> pl.DataFrame | SequenceData:
-    """A run's synthetic output as its kind's structure (sequences are re-conformed to the schema)."""
+def load_synthetic_data(ws: Workspace, run_id: str, schema: Schema) -> pl.DataFrame | SequenceData | GraphData:
+    """A run's synthetic output as its kind's structure (sequences and graphs re-conformed to the schema)."""
     path = ws.run_dir(run_id) / "synthetic.parquet"
+    if schema.is_graph:
+        nodes = (ws.run_dir(run_id) / "synthetic-nodes.parquet").read_bytes()
+        return parse_output(path.read_bytes(), schema, f"run {run_id} synthetic.parquet",  # type: ignore[no-any-return]
+                            nodes=nodes)
     if not schema.is_sequential:
         return pl.read_parquet(path)
     return parse_output(path.read_bytes(), schema, f"run {run_id} synthetic.parquet")  # type: ignore[no-any-return]

@@ -12,10 +12,13 @@ from rich.table import Table
 
 from privacy.errors import InputError
 from privacy.generators.registry import DEEP_GENERATORS
+from privacy.graphs import GraphReport
 from privacy.infer import (
     DRAFT_WARNING,
+    GRAPH_DRAFT_WARNING,
     SEQUENCE_DRAFT_WARNING,
     draft_yaml,
+    infer_graph_schema,
     infer_schema,
     infer_sequence_schema,
 )
@@ -69,24 +72,37 @@ def schema_group() -> None:
 @schema_group.command("infer")
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the draft.")
-@click.option("--kind", type=click.Choice(["tabular", "sequential"]), default="tabular", show_default=True,
-              help="Data kind: one row per record, or a long table of events per entity.")
+@click.option("--kind", type=click.Choice(["tabular", "sequential", "graph"]), default="tabular", show_default=True,
+              help="Data kind: one row per record, a long table of events per entity, or an edge list.")
 @click.option("--entity", default=None, help="Sequences: the entity key column.")
 @click.option("--order", "order_col", default=None, help="Sequences: the order column (integer steps or dates).")
 @click.option("--static", "static_cols", multiple=True,
               help="Sequences: a per-entity column repeated on every event row (repeat the option).")
 @click.option("--statics", "statics_path", default=None, type=click.Path(dir_okay=False),
               help="Sequences: a static table joined on the entity key (instead of --static).")
+@click.option("--nodes", "nodes_path", default=None, type=click.Path(dir_okay=False),
+              help="Graphs: a node table (id column first, then node attributes).")
+@click.option("--directed", is_flag=True, help="Graphs: the edges are directed.")
 @json_option
 def schema_infer_cmd(data: str, output: str, kind: str, entity: str | None, order_col: str | None,
-                     static_cols: tuple[str, ...], statics_path: str | None, as_json: bool) -> None:
+                     static_cols: tuple[str, ...], statics_path: str | None, nodes_path: str | None,
+                     directed: bool, as_json: bool) -> None:
     """Draft a schema from a CSV/Parquet file (READS THE SENSITIVE DATA: review before use).
 
     Example: synthgate schema infer patients.csv -o schema.yaml
 
     Sequences: synthgate schema infer visits.csv --kind sequential --entity id --order day --static sex -o schema.yaml
+
+    Graphs: synthgate schema infer edges.txt --kind graph [--nodes nodes.csv] [--directed] -o schema.yaml
     """
-    if kind == "sequential":
+    if kind != "graph" and (nodes_path or directed):
+        raise InputError("--nodes and --directed need --kind graph")
+    if kind == "graph":
+        if entity or order_col or static_cols or statics_path:
+            raise InputError("--entity, --order, --static and --statics need --kind sequential")
+        schema = infer_graph_schema(Path(data), directed=directed, nodes_path=nodes_path, name=Path(data).stem)
+        warning = GRAPH_DRAFT_WARNING
+    elif kind == "sequential":
         if not entity or not order_col:
             raise InputError("--kind sequential needs --entity and --order")
         if static_cols and statics_path:
@@ -102,12 +118,18 @@ def schema_infer_cmd(data: str, output: str, kind: str, entity: str | None, orde
     write_atomic(Path(output), draft_yaml(schema).encode())
     err_console.print(f"[bold red]{warning}[/bold red]")
     out: dict[str, Any] = {"schema": output, "kind": kind, "columns": len(schema.columns), "drafted_from_data": True}
+    note = ""
     if schema.is_sequential:
         out["max_events"] = schema.seq.max_events
+        note = f"; drafted event cap max_events = {schema.seq.max_events}, review it"
+    if schema.is_graph:
+        out.update(max_degree=schema.gspec.max_degree, node_count=schema.gspec.node_count, nodes=schema.gspec.nodes)
+        note = (f"; drafted node set {schema.gspec.nodes}"
+                + (f" ({schema.gspec.node_count} nodes)" if schema.gspec.node_count else "")
+                + f" and degree cap max_degree = {schema.gspec.max_degree}, review them")
     emit(out, as_json, lambda: click.echo(
-        f"draft schema written to {output} ({len(schema.columns)} columns"
-        + (f"; drafted event cap max_events = {schema.seq.max_events}, review it" if schema.is_sequential else "")
-        + ")"))
+        f"draft schema written to {output} ({len(schema.columns)} {'node attribute ' if schema.is_graph else ''}"
+        f"columns{note})"))
 
 
 @click.command("register")
@@ -117,31 +139,45 @@ def schema_infer_cmd(data: str, output: str, kind: str, entity: str | None, orde
 @click.option("--accept-drafted-schema", is_flag=True, help="Accept a schema drafted from the data (leaks its domain).")
 @click.option("--statics", "statics_path", default=None, type=click.Path(dir_okay=False),
               help="Sequences: a static table joined on the entity key (else statics repeat on the event rows).")
-@click.option("--kind", type=click.Choice(["tabular", "sequential"]), default=None,
+@click.option("--nodes", "nodes_path", default=None, type=click.Path(dir_okay=False),
+              help="Graphs: a node table (the node key column and the node attributes).")
+@click.option("--kind", type=click.Choice(["tabular", "sequential", "graph"]), default=None,
               help="Expected data kind; the schema's 'kind' decides, this only checks it.")
 @json_option
 @click.pass_context
 def register_cmd(ctx: click.Context, source: str, data: str, schema_path: str, accept_drafted_schema: bool,
-                 statics_path: str | None, kind: str | None, as_json: bool) -> None:
+                 statics_path: str | None, nodes_path: str | None, kind: str | None, as_json: bool) -> None:
     """Validate DATA against the schema, fingerprint it, open SOURCE's budget account.
 
     Example: synthgate register adult adult.csv --schema adult.yaml
 
     Sequences: synthgate register bank transactions.csv --statics accounts.csv --schema bank.yaml
+
+    Graphs: synthgate register contacts edges.txt [--nodes nodes.csv] --schema contacts.yaml
     """
     ws = get_workspace(ctx)
     reg = register(ws, source, Path(data), Path(schema_path), accept_drafted=accept_drafted_schema,
-                   statics=None if statics_path is None else Path(statics_path), kind=kind)
+                   statics=None if statics_path is None else Path(statics_path), kind=kind,
+                   nodes=None if nodes_path is None else Path(nodes_path))
     out: dict[str, Any] = {
         "source": reg.source, "kind": reg.kind, "version": reg.version, "fingerprint": reg.fingerprint,
         "new_account": reg.new_account, "clipped": reg.report.clipped, "mapped_to_other": reg.report.mapped_to_other,
     }
     if isinstance(reg.report, SequenceReport):
         out["sequences"] = reg.report.to_dict()
+    if isinstance(reg.report, GraphReport):
+        out["graph"] = reg.report.to_dict()
 
     def human() -> None:
         click.echo(f"registered {source} version {reg.version} (sha256 {reg.fingerprint[:16]}...)"
                    + ("; new budget account" if reg.new_account else "; shares the existing account"))
+        if isinstance(reg.report, GraphReport):
+            g = reg.report
+            click.echo(f"{g.nodes} nodes, {g.edges} edges (unit of privacy: one edge)")
+            if g.self_loops_dropped:
+                err_console.print(f"note: {g.self_loops_dropped} self-loops dropped (schema: self_loops: drop)")
+            if g.duplicates_merged:
+                err_console.print(f"note: {g.duplicates_merged} repeated edges merged (schema: duplicates: merge)")
         if isinstance(reg.report, SequenceReport):
             r = reg.report
             click.echo(f"{r.entities} entities, {r.events} events (unit of privacy: one entity with all its events)")
