@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import numpy as np  # noqa: E402
 from membership import _peak_mb, _versions, in_process  # noqa: E402
 
 DATASETS: dict[str, dict[str, str | None]] = {
@@ -65,36 +66,46 @@ def _run_one(args: dict[str, Any]) -> dict[str, Any]:
     train, holdout = split_edges(graph, policy.holdout_for("graph"), SPLIT_SEED)
     options = dict(args["options"])
     spend = PrivacySpend(epsilon=args["epsilon"], delta=args["delta"])
-    started = time.perf_counter()
-    fitted = get_generator(args["generator"], **options).fit(train, schema, spend)
-    fit_s = time.perf_counter() - started
-    fit_peak = _peak_mb()
-    started = time.perf_counter()
-    synthetic = fitted.sample(int(fitted.estimated_rows), SAMPLE_SEED)
-    sample_s = time.perf_counter() - started
-    refitter = RegisteredRefitter(name=args["generator"], options=options, epsilon=fitted.card.spend.epsilon,
-                                  delta=fitted.card.spend.delta)
-    ctx = AuditContext(claim=Claim(epsilon=fitted.card.spend.epsilon, delta=fitted.card.spend.delta),
-                       refitter=refitter, profile=args["profile"])
-    started = time.perf_counter()
-    results = run_graph_audits(train, holdout, synthetic, schema, policy, ctx)
-    audit_s = time.perf_counter() - started
-    metrics: dict[str, Any] = {}
-    for r in results:
-        for m in r.metrics:
-            d = m.to_dict()
-            metrics[f"{r.audit}.{m.name}"] = {"value": d["value"], "interval": d["interval"], "passed": d["passed"],
-                                              "role": d["role"], "threshold": d["threshold"]}
+    runs: list[dict[str, Any]] = []
+    for rep in range(args["repeats"]):
+        # each repeat is a fresh fit (the DP noise comes from OS entropy) on the same split
+        started = time.perf_counter()
+        fitted = get_generator(args["generator"], **options).fit(train, schema, spend)
+        fit_s = time.perf_counter() - started
+        started = time.perf_counter()
+        synthetic = fitted.sample(int(fitted.estimated_rows), SAMPLE_SEED + rep)
+        sample_s = time.perf_counter() - started
+        refitter = RegisteredRefitter(name=args["generator"], options=options, epsilon=fitted.card.spend.epsilon,
+                                      delta=fitted.card.spend.delta)
+        ctx = AuditContext(claim=Claim(epsilon=fitted.card.spend.epsilon, delta=fitted.card.spend.delta),
+                           refitter=refitter, profile=args["profile"])
+        started = time.perf_counter()
+        results = run_graph_audits(train, holdout, synthetic, schema, policy, ctx)
+        audit_s = time.perf_counter() - started
+        metrics = {f"{r.audit}.{m.name}": m.to_dict() for r in results for m in r.metrics}
+        runs.append({"fit_s": fit_s, "sample_s": sample_s, "audit_s": audit_s, "metrics": metrics,
+                     "synthetic_edges": synthetic.n_edges, "gate_passed": gate_passed(results),
+                     "audit_seconds": {r.audit: round(r.seconds or 0.0, 2) for r in results}})
+    summary: dict[str, Any] = {}
+    for key, first in runs[0]["metrics"].items():
+        vals = [r["metrics"][key]["value"] for r in runs if key in r["metrics"]]
+        vals = [float(v) for v in vals if v is not None]
+        summary[key] = {"value": float(np.mean(vals)) if vals else None,
+                        "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                        "values": vals, "role": first["role"], "threshold": first["threshold"],
+                        "passed_all": all(r["metrics"][key]["passed"] is not False for r in runs)}
     return {
         "dataset": args["dataset"], "generator": args["generator"], "epsilon_requested": args["epsilon"],
         "epsilon_spent": fitted.card.spend.epsilon, "delta": fitted.card.spend.delta,
         "nodes": graph.n_nodes, "edges": graph.n_edges, "train_edges": train.n_edges,
-        "holdout_edges": holdout.n_edges, "synthetic_edges": synthetic.n_edges,
+        "holdout_edges": holdout.n_edges, "repeats": len(runs),
+        "synthetic_edges": float(np.mean([r["synthetic_edges"] for r in runs])),
         "self_loops_dropped": report.self_loops_dropped,
-        "fit_s": round(fit_s, 3), "sample_s": round(sample_s, 3), "audit_s": round(audit_s, 2),
-        "audit_seconds": {r.audit: round(r.seconds or 0.0, 2) for r in results},
-        "fit_peak_mb": round(fit_peak, 1), "peak_mb": round(_peak_mb(), 1), "gate_passed": gate_passed(results),
-        "card_parameters": fitted.card.parameters, "metrics": metrics, "options": options,
+        "fit_s": float(np.mean([r["fit_s"] for r in runs])), "sample_s": float(np.mean([r["sample_s"] for r in runs])),
+        "audit_s": float(np.mean([r["audit_s"] for r in runs])),
+        "audit_seconds": runs[0]["audit_seconds"], "peak_mb": round(_peak_mb(), 1),
+        "gates_passed": sum(r["gate_passed"] for r in runs),
+        "card_parameters": fitted.card.parameters, "metrics": summary, "options": options,
     }
 
 
@@ -119,19 +130,20 @@ HEADLINE = (
 )
 
 
-def _pick(metrics: dict[str, Any], needle: str) -> Any:
-    for key, m in metrics.items():
-        if key.split(".", 1)[1] == needle:
-            return m["value"]
-    return None
-
-
 def _f(x: Any) -> str:
     return "-" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
 
 
+def _pick_sd(metrics: dict[str, Any], needle: str) -> str:
+    for key, m in metrics.items():
+        if key.split(".", 1)[1] == needle:
+            v, sd = m["value"], m.get("sd")
+            return _f(v) + (f" ±{sd:.3f}" if sd is not None and needle == "graph_fidelity_score" else "")
+    return "-"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ["data", "generator", "eps", "fit s", "peak MB", "edges", *(h for h, _ in HEADLINE), "gate"]
+    head = ["data", "generator", "eps", "fit s", "peak MB", "edges", *(h for h, _ in HEADLINE), "gates passed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
@@ -139,9 +151,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                          f"ERROR: {r['error']} |")
             continue
         cells = [r["dataset"], r["generator"], f"{r['epsilon_spent']:.3g}", f"{r['fit_s']:.2f}",
-                 f"{r.get('tree_peak_mb', r['peak_mb']):.0f}", str(r["synthetic_edges"])]
-        cells += [_f(_pick(r["metrics"], needle)) for _, needle in HEADLINE]
-        cells.append("pass" if r["gate_passed"] else "fail")
+                 f"{r.get('tree_peak_mb', r['peak_mb']):.0f}", f"{r['synthetic_edges']:.0f}"]
+        cells += [_pick_sd(r["metrics"], needle) for _, needle in HEADLINE]
+        cells.append(f"{r['gates_passed']}/{r['repeats']}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -154,6 +166,7 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1e-6)
     ap.add_argument("--policy", default="default")
     ap.add_argument("--profile", default="fast", choices=["fast", "thorough"])
+    ap.add_argument("--repeats", type=int, default=3, help="fresh fits per configuration (mean and sd reported)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "graph.json"))
     a = ap.parse_args()
     rows = []
@@ -161,7 +174,7 @@ def main() -> None:
         for generator in a.generators:
             for eps in a.epsilons:
                 args = {"dataset": dataset, "generator": generator, "epsilon": eps, "delta": a.delta,
-                        "policy": a.policy, "profile": a.profile, "options": {}}
+                        "policy": a.policy, "profile": a.profile, "options": {}, "repeats": a.repeats}
                 print(f"[{time.strftime('%H:%M:%S')}] {dataset} {generator} eps={eps:g} ...", file=sys.stderr, flush=True)
                 res = in_process(args, target=run_one)
                 res.setdefault("dataset", dataset)

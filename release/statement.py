@@ -64,11 +64,14 @@ def _graph_lines(st: dict[str, Any]) -> list[str]:
     g = (st.get("schema") or {}).get("graph")
     if not g:
         return []
+    card = st.get("generator") or {}
+    params = card.get("parameters") or {}
     kind = "directed" if g.get("directed") else "undirected"
     lines = [
         f"- Unit of privacy: one {kind} edge. Two source graphs that differ in a single edge lead to "
         "nearly the same distribution of releases; a relationship is protected, a person's whole set of "
-        "relationships is protected only as a group (group privacy: k edges cost k times epsilon), so a "
+        "relationships only as a group (group privacy: k edges cost about k times epsilon, with a delta "
+        "that grows faster than k times delta, and k squared times rho for the zCDP parts), so a "
         "high-degree node's overall connectedness is not hidden.",
     ]
     if g.get("nodes") == "public":
@@ -78,14 +81,28 @@ def _graph_lines(st: dict[str, Any]) -> list[str]:
             + "), so node ids in the synthetic graph are the real ids; which edges join them is synthetic. "
             "Which nodes exist is not protected by this release, by declaration."
         )
+        if card.get("name") == "privgraph":
+            lines.append(
+                "- privgraph keeps node identities: each real node's community (chosen with DP) and its noisy "
+                "degree inside it shape the synthetic edges at that node, so the release shows which public "
+                "ids are well connected and which cluster together, at the resolution edge-level DP allows."
+            )
     else:
         lines.append("- The number of nodes was estimated with part of the budget; node ids in the synthetic "
                      "graph are fresh and do not correspond to real nodes.")
-    if g.get("max_degree"):
-        lines.append(f"- Degree cap {g['max_degree']} (public): a generator that needs it dropped edges of "
-                     "higher-degree nodes by a public rule before the DP step (see the generator card).")
-    if g.get("self_loops") == "drop" or g.get("duplicates") == "merge":
-        lines.append("- Self-loops were dropped and repeated edges merged before training, as the schema says.")
+    cap = params.get("max_degree")
+    if cap:
+        lines.append(f"- Degree cap {cap} (public): before the DP step the generator dropped the edges of "
+                     "higher-degree nodes by a public rule (a fixed hash order of neighbours); one edge of the "
+                     "source changes at most three edges after it, which the accounting pays for.")
+    if g.get("self_loops") == "drop":
+        lines.append("- Self-loops were dropped before training, as the schema says.")
+    if g.get("duplicates") == "merge":
+        lines.append("- Repeated edges were merged into one before training, as the schema says.")
+    if (st.get("schema") or {}).get("columns"):
+        lines.append("- Node attributes are synthetic: drawn for each node from a DP model of the attributes "
+                     "and the degree class (see the generator card), not the node's real values; the unit "
+                     "then also covers one node's attribute values.")
     return lines
 
 
@@ -173,7 +190,8 @@ def datasheet_md(st: dict[str, Any]) -> str:
             f"`{graph['edges'].get('target', 'target')}`), `synthetic-nodes.parquet` / `synthetic-nodes.csv` its "
             f"nodes (isolated ones included) with {ids}. No edge is a copy of a real one by construction; an edge "
             "may coincide with a real one by chance or because the structure makes it likely. "
-            + ("Node attributes and their public domains:" if cols else "There are no node attributes."),
+            + ("Node attributes (synthetic draws, not a node's real values) and their public domains:" if cols
+               else "There are no node attributes."),
         ]
     elif seq:
         order = seq["order"]

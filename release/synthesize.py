@@ -144,6 +144,11 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         ver = latest_version(s, src)
         schema = Schema.from_dict(json.loads(ver.schema_json))
         check_kind(req.generator, schema)
+        # what a generator cannot do with this schema (directed graphs, node attributes, ...) is
+        # refused here, before the charge, not in fit after it
+        check_schema = getattr(generator, "check_schema", None)
+        if check_schema is not None:
+            check_schema(schema)
         if schema.is_graph and req.rows is not None:
             raise InputError("--rows is not used for graphs: a synthetic graph has the public node count, or the "
                              "DP estimate of it when the node set is bought")

@@ -288,3 +288,24 @@ def test_email_clustering_beats_erdos_renyi(email: tuple[GraphData, Schema]) -> 
     er = nx.transitivity(nx.gnm_random_graph(1005, g.n_edges, seed=1))
     assert abs(s.n_edges - g.n_edges) < 0.1 * g.n_edges
     assert abs(synth - real) < abs(er - real)
+
+
+def test_post_processing_helpers() -> None:
+    rng = np.random.default_rng(3)
+    # degrees: order kept (up to rounding), within [0, cap], the given total kept
+    y = np.array([10.0, -4.0, 3.0, 25.0, 7.0])
+    d = pg.rescale_degrees(y, 2.0, 4, 12.0)
+    assert d.min() >= 0 and d.max() <= 4 and d.sum() == 12
+    assert np.all(np.diff(d[np.argsort(y, kind="stable")]) >= -1)
+    # pure noise (spread no larger than the noise): every node gets the mean
+    assert pg.rescale_degrees(np.array([3.0, 5.0]), 10.0, 9).tolist() == [4, 4]
+    # configuration model: a simple graph, no node above its degree
+    deg = rng.integers(0, 6, size=40)
+    e = pg.configuration_edges(deg, rng)
+    assert (e[:, 0] < e[:, 1]).all() and np.unique(e, axis=0).shape == e.shape
+    assert (np.bincount(e.ravel(), minlength=40) <= deg).all()
+    # totals: shrinkage keeps the overall total; counts under the threshold give no super-graph weight
+    community = np.repeat(np.arange(4), 5)
+    noisy = rng.normal(3.0, 1.0, size=20)
+    assert pg.shrunk_totals(noisy, community, 4, 50.0).sum() == pytest.approx(noisy.sum())
+    assert pg.super_weights(np.array([1.0, 2.9, 3.1]), 1.0, 3.0).tolist() == [0.0, 0.0, 3.1]

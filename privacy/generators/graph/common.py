@@ -27,8 +27,9 @@ Degree-cap projection
 ---------------------
 ``project_degree_cap(graph, cap)`` keeps edge ``(u, v)`` iff it is among the first ``cap`` edges
 of ``u``'s incidence list *and* among the first ``cap`` of ``v``'s, where each node's list is
-ordered by a fixed public hash of the other endpoint's index (``public_rank``: a splitmix64
-bijection of the index, never the data). **Claim**: if ``G' = G + e`` then
+ordered by a fixed public hash of the other endpoint's *id* (``label_rank``: a keyed BLAKE2b of
+the id's text, never its index, which with a bought node set is a position among the data's
+endpoints, nor anything else from the data). **Claim**: if ``G' = G + e`` then
 ``proj(G') \\ proj(G) ⊆ {e}`` and ``proj(G) \\ proj(G')`` holds at most one edge at each
 endpoint of ``e``: at most 3 edges change. *Proof*: inserting ``e = (u, v)`` changes only the lists
 of ``u`` and ``v``; in each it shifts the items ranked after ``e`` one place down, so at most one
@@ -54,6 +55,7 @@ class (falling back to all rows where a class has none): post-processing.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -331,6 +333,9 @@ def configuration_model(degrees: np.ndarray, in_degrees: np.ndarray | None, dire
 # -- degree-cap projection ---------------------------------------------------------------------------
 
 
+_RANK_KEY = b"synthgate-degree-cap-v1"
+
+
 def public_rank(index: np.ndarray) -> np.ndarray:
     """A fixed public permutation key of node indices (splitmix64 of index xor a fixed salt).
 
@@ -342,6 +347,19 @@ def public_rank(index: np.ndarray) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return z
+
+
+def label_rank(labels: tuple[str, ...]) -> np.ndarray:
+    """A fixed public order key per node id: the first 8 bytes of a salted BLAKE2b of the id's text.
+
+    Depends on the id alone (not on which other nodes exist); two ids collide with probability
+    about 2^-64 per pair, and a collision only changes which of two neighbours a cap keeps.
+    """
+    out = np.empty(len(labels), dtype=np.uint64)
+    for i, lab in enumerate(labels):
+        h = hashlib.blake2b(lab.encode("utf-8"), digest_size=8, key=_RANK_KEY).digest()
+        out[i] = int.from_bytes(h, "big")
+    return out
 
 
 def project_degree_cap(graph: GraphData, cap: int) -> tuple[GraphData, int]:
@@ -356,7 +374,10 @@ def project_degree_cap(graph: GraphData, cap: int) -> tuple[GraphData, int]:
     m = e.shape[0]
     if m == 0:
         return graph, 0
-    rank = public_rank(np.arange(graph.n_nodes, dtype=np.int64))
+    # rank neighbours by their ids, never their indices: with a bought node set the index of a node is
+    # its position among the data's endpoints, which one added edge to a new node shifts for every
+    # later node (a cascade that broke the 3-edge bound; found in review)
+    rank = label_rank(graph.labels)
     # each edge appears in the incidence list of both endpoints; in a directed graph the flag
     # separates (u, v) from (v, u) in u's list (the same other endpoint, a distinct edge)
     owner = np.concatenate([e[:, 0], e[:, 1]])

@@ -140,11 +140,18 @@ class DPDegreeGenerator:
         self.node_share = float(node_share)
         self.attribute_share = float(attribute_share)
 
+    def check_schema(self, schema: Schema) -> None:
+        """Refuse, from the schema alone (before any budget is charged), what dpdegree cannot do."""
+        if not schema.is_graph:
+            raise InputError("dpdegree needs a graph schema (kind: graph)")
+        if schema.columns and not schema.gspec.public_nodes:
+            raise InputError("dpdegree: node attributes with nodes: bought are not supported yet "
+                             "(declare the node set public)")
+
     def fit(self, data: GraphData, schema: Schema, spend: PrivacySpend, *,
             progress: Progress | None = None) -> "DPDegreeModel":
         """Fit on the conformed training graph, spending at most ``spend`` (edge-level DP)."""
-        if not schema.is_graph:
-            raise InputError("dpdegree needs a graph schema (kind: graph)")
+        self.check_schema(schema)
         spec = schema.gspec
         directed = spec.directed
         gaussian = self.noise == "gaussian"

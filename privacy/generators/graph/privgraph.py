@@ -13,10 +13,14 @@ The four phases
    nodes (the paper's N1, default 20 as the reference code). The split uses OS entropy and the
    public node count only, never the edges. The edge counts between every pair of groups and
    inside every group (``G (G + 1) / 2`` counts for ``G`` groups) are measured with noise: one edge
-   changes exactly one count by 1 (L1 = L2 sensitivity 1). Louvain
+   changes exactly one count by 1 (L1 = L2 sensitivity 1). The counts at or below
+   ``super_threshold`` noise standard deviations (default 3) are dropped, and Louvain
    (``networkx.community.louvain_communities``, resolution ``resolution``, seeded from OS entropy)
-   on the noisy weighted super-graph groups the groups into the initial communities:
-   post-processing. (The reference code counts each intra-group edge twice and noises that count
+   on the remaining noisy weighted super-graph groups the groups into the initial communities:
+   post-processing of the released counts (the threshold is public, the noise s.d. follows from
+   the plan), so the phase's cost is that of the counts alone. The reference code clips negative
+   counts to 0 instead; with ``G (G + 1) / 2`` counts mostly 0, that leaves Louvain a super-graph
+   whose weight is mostly noise, and it finds a handful of arbitrary communities. (The reference code counts each intra-group edge twice and noises that count
    with twice the scale; counting it once is the same measurement.)
 2. **Community adjustment.** Every node, in a random order, is moved by the exponential mechanism
    to a community, with score ``u_C`` = its number of neighbours currently in community ``C``, over
@@ -38,9 +42,15 @@ The four phases
    changes one pair count by 1 and no degree. So the two releases are never both changed by one
    edge: the phase costs the larger of their two costs, not their sum (each gets the phase's whole
    budget, as in the reference code).
-4. **Construction** (sampling, no data, the user's seed): inside each community a Chung-Lu graph
-   with its post-processed noisy degree sequence; between each pair of communities its noisy
-   count of edges, with endpoints drawn proportionally to (noisy intra-degree + 1) on each side.
+4. **Construction** (sampling, no data, the user's seed). The noisy intra-degrees of each
+   community are post-processed: their total shrunk toward the overall mean degree times the
+   community's size (empirical Bayes: the spread of the true community means is estimated as that
+   of the noisy ones minus the public noise variance), rescaled about their mean to the estimated spread of the true
+   degrees (noisy variance minus the public noise variance; the order is kept), clipped to
+   ``[0, size - 1]`` and rounded keeping the noisy total. Inside each community a configuration
+   model on those degrees (as the reference code's degree-sequence construction, but keeping each
+   node's degree, so few nodes end up isolated); between each pair of communities its noisy count
+   of edges, with endpoints drawn proportionally to (noisy intra-degree + 1) on each side.
 
 Mechanisms and accounting
 -------------------------
@@ -92,6 +102,8 @@ MECHANISMS = ("gaussian", "laplace")
 DEFAULT_SHARES = {"init": 1 / 3, "adjust": 1 / 3, "extract": 1 / 3}
 #: the paper's N1 (nodes per initial group) as in the reference code
 DEFAULT_GROUP_SIZE = 20
+#: super-graph counts at or below this many noise s.d. are dropped before Louvain (post-processing)
+DEFAULT_SUPER_THRESHOLD = 3.0
 #: the largest super-graph privgraph measures (OpenDP's exact samplers take ~20 us per count)
 MAX_SUPER_COUNTS = 2_000_000
 #: above this noise scale the integer samplers saturate: the budget is too small to be useful
@@ -191,7 +203,7 @@ def selector(mechanism: str, scale: float, budget: float) -> tuple[Any, float]:
     meas = dp.m.make_noisy_max(dp.vector_domain(dp.atom_domain(T="i64")),
                                dp.linf_distance(T="i64", monotonic=True), measure, float(scale))
     spent = float(meas.map(1))
-    if spent > budget * (1 + 1e-6):
+    if spent > budget:
         raise RuntimeError(f"privgraph selection: OpenDP charges {spent} for a part of {budget}")
     return meas, spent
 
@@ -273,6 +285,82 @@ def norm_sub(y: np.ndarray) -> np.ndarray:
     return np.maximum(y - t[k - 1], 0.0)
 
 
+def shrunk_totals(noisy: np.ndarray, community: np.ndarray, k: int, sigma: float) -> np.ndarray:
+    """Each community's total intra-degree, its noisy mean shrunk toward the overall noisy mean.
+
+    Post-processing (empirical Bayes): a community of ``s`` nodes has a noisy mean degree with noise
+    variance ``sigma^2 / s``; the spread of the true means is estimated as the spread of the noisy
+    ones minus the noise, and each noisy mean is pulled toward the overall one by the usual factor
+    ``tau^2 / (tau^2 + sigma^2 / s)``. Without it a small community's noisy total is mostly noise.
+    """
+    sizes = np.bincount(community, minlength=k).astype(np.float64)
+    sums = np.bincount(community, weights=np.asarray(noisy, dtype=np.float64), minlength=k)
+    live = sizes > 0
+    mu = float(sums.sum() / sizes.sum())
+    means = np.where(live, sums / np.maximum(sizes, 1), mu)
+    noise = sigma * sigma / np.maximum(sizes, 1)
+    w = sizes / sizes.sum()
+    tau2 = max(float((w * ((means - mu) ** 2 - noise)).sum()), 0.0)
+    factor = tau2 / (tau2 + noise) if tau2 > 0 else np.zeros(k)
+    return np.maximum((mu + factor * (means - mu)) * sizes, 0.0)
+
+
+def rescale_degrees(y: np.ndarray, sigma: float, cap: int, total: float | None = None) -> np.ndarray:
+    """Integer degrees from one community's noisy degrees ``y`` (noise s.d. ``sigma``): post-processing.
+
+    The noisy values are rescaled about their mean so that their spread is the estimated spread of
+    the true degrees (``var(y) - sigma^2``, 0 when negative) and their order is kept, clipped to
+    ``[0, cap]`` (``cap`` = community size - 1), shifted to keep the noisy total (or ``total``, a
+    post-processed one), rounded keeping it.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    total = max(float(y.sum()) if total is None else float(total), 0.0)
+    mu = total / y.size
+    sd = float(y.std())
+    true_var = sd * sd - sigma * sigma
+    factor = math.sqrt(true_var) / sd if true_var > 0 and sd > 0 else 0.0
+    x = np.clip(mu + factor * (y - mu), 0.0, float(cap))
+    # keep the noisy total (up to the cap): shift up or down, re-clipping, a few times
+    for _ in range(20):
+        gap = min(total, cap * y.size) - float(x.sum())
+        if abs(gap) < 0.5:
+            break
+        free = (x < cap) if gap > 0 else (x > 0)
+        if not free.any():
+            break
+        x = np.clip(x + gap / int(free.sum()) * free, 0.0, float(cap))
+    return round_keep_total(x)
+
+
+def configuration_edges(degrees: np.ndarray, rng: np.random.Generator, rounds: int = 8) -> np.ndarray:
+    """Distinct edges with node ``i`` in at most ``degrees[i]`` of them (configuration model).
+
+    Stubs are paired at random; self-loops and repeated pairs are dropped and the stubs left over
+    are paired again, up to ``rounds`` times. Canonical (u < v) local indices.
+    """
+    rem = np.asarray(degrees, dtype=np.int64).copy()
+    n = rem.size
+    keys = np.zeros(0, dtype=np.int64)
+    for _ in range(rounds):
+        stubs = np.repeat(np.arange(n, dtype=np.int64), np.maximum(rem, 0))
+        if stubs.size < 2:
+            break
+        rng.shuffle(stubs)
+        stubs = stubs[: stubs.size - stubs.size % 2]
+        u, v = stubs[0::2], stubs[1::2]
+        u, v = np.minimum(u, v), np.maximum(u, v)
+        new = np.unique(u[u != v] * n + v[u != v])
+        new = new[~np.isin(new, keys)]
+        if new.size == 0:
+            break
+        keys = np.concatenate([keys, new])
+        rem -= np.bincount(np.concatenate([new // n, new % n]), minlength=n)
+    keys.sort()
+    return np.stack([keys // n, keys % n], axis=1)
+
+
 def round_keep_total(x: np.ndarray) -> np.ndarray:
     """Integers near ``x`` (>= 0) with the rounded total: floor, then +1 to the largest remainders."""
     x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
@@ -298,8 +386,19 @@ def random_groups(n: int, group_size: int, rng: np.random.Generator) -> np.ndarr
     return groups
 
 
-def initial_communities(edges: np.ndarray, n: int, p: Plan, resolution: float, rng: np.random.Generator
-                        ) -> tuple[np.ndarray, float, int]:
+def super_weights(noisy: np.ndarray, noise_sd: float, threshold: float) -> np.ndarray:
+    """Super-graph weights from the noisy counts: those above ``threshold`` noise s.d., others 0.
+
+    Post-processing. Most group pairs share no edge, so most noisy counts are pure noise; keeping
+    only the counts a few s.d. above 0 leaves Louvain the structure instead of the noise mass (with
+    ``G (G + 1) / 2`` counts, clipping at 0 adds about ``0.4 sigma`` to each of them).
+    """
+    noisy = np.asarray(noisy, dtype=np.float64)
+    return np.where(noisy > threshold * noise_sd, noisy, 0.0)
+
+
+def initial_communities(edges: np.ndarray, n: int, p: Plan, resolution: float, rng: np.random.Generator,
+                        threshold: float = 3.0) -> tuple[np.ndarray, float, int]:
     """Phase 1: random groups, noisy super-graph, Louvain. Returns labels 0..K-1, rho/eps spent, K."""
     import networkx as nx
 
@@ -308,17 +407,19 @@ def initial_communities(edges: np.ndarray, n: int, p: Plan, resolution: float, r
     exact = group_counts(edges, groups, g)
     noisy, _, spent = noisy_counts(exact, p.mechanism, 1, p.parts["init"])
     del exact
-    weights = norm_sub(noisy)
+    weights = super_weights(noisy, p.init_scale * (1.0 if p.mechanism == "gaussian" else math.sqrt(2)), threshold)
     super_graph = nx.Graph()
     super_graph.add_nodes_from(range(g))
     rows, cols = np.triu_indices(g)
     nz = np.flatnonzero(weights > 0)
     super_graph.add_weighted_edges_from(zip(rows[nz].tolist(), cols[nz].tolist(), weights[nz].tolist()))
-    if super_graph.number_of_edges() == 0:
-        parts: list[set[int]] = [set(range(g))]  # nothing to group by: one community
-    else:
-        parts = nx.community.louvain_communities(super_graph, weight="weight", resolution=resolution,
-                                                 seed=secrets.randbits(62))
+    # groups with no count above the threshold carry no evidence of structure: one community together
+    alone = [v for v in range(g) if super_graph.degree(v) == 0]
+    super_graph.remove_nodes_from(alone)
+    parts: list[set[int]] = [set(alone)] if alone else []
+    if super_graph.number_of_edges():
+        parts += nx.community.louvain_communities(super_graph, weight="weight", resolution=resolution,
+                                                  seed=secrets.randbits(62))
     of_group = np.empty(g, dtype=np.int64)
     for c, members in enumerate(sorted(parts, key=min)):
         of_group[list(members)] = c
@@ -396,14 +497,17 @@ class PrivGraphGenerator:
     ``init_share``, ``adjust_share``, ``extract_share``: relative budget weights of the three phases
     (default 1/3 each, the paper's). ``group_size``: nodes per initial random group (the paper's
     N1, default 20). ``resolution``: Louvain's resolution on the super-graph (the paper's t,
-    default 1). ``adjust_passes``: passes of the community adjustment over all nodes (default 1).
+    default 1). ``super_threshold``: super-graph counts at or below this many noise standard
+    deviations are dropped before Louvain (default 3; post-processing). ``adjust_passes``: passes of
+    the community adjustment over all nodes (default 1).
     """
 
     name = "privgraph"
 
     def __init__(self, *, mechanism: str | None = None, init_share: float = DEFAULT_SHARES["init"],
                  adjust_share: float = DEFAULT_SHARES["adjust"], extract_share: float = DEFAULT_SHARES["extract"],
-                 group_size: int = DEFAULT_GROUP_SIZE, resolution: float = 1.0, adjust_passes: int = 1) -> None:
+                 group_size: int = DEFAULT_GROUP_SIZE, resolution: float = 1.0, adjust_passes: int = 1,
+                 super_threshold: float = DEFAULT_SUPER_THRESHOLD) -> None:
         if mechanism is not None and (not isinstance(mechanism, str) or mechanism not in MECHANISMS):
             raise InputError(f"privgraph: mechanism ({mechanism!r}) must be one of {', '.join(MECHANISMS)}")
         self.mechanism = mechanism
@@ -413,6 +517,10 @@ class PrivGraphGenerator:
         self.group_size = _int_in("group_size", group_size, 1, 1_000_000)
         self.resolution = _positive("resolution", resolution)
         self.adjust_passes = _int_in("adjust_passes", adjust_passes, 1, 10)
+        if isinstance(super_threshold, bool) or not isinstance(super_threshold, (int, float)) \
+                or not 0 <= super_threshold <= 100:
+            raise InputError(f"privgraph: super_threshold ({super_threshold!r}) must be a number in [0, 100]")
+        self.super_threshold = float(super_threshold)
 
     def _budget(self, spend: PrivacySpend) -> tuple[str, float]:
         mechanism = self.mechanism or ("gaussian" if spend.delta > 0 else "laplace")
@@ -423,9 +531,10 @@ class PrivGraphGenerator:
                              f"(epsilon, delta)-DP only for delta > 0); use mechanism 'laplace' for delta 0")
         return mechanism, graph_rho(spend)
 
-    def fit(self, data: GraphData, schema: Schema, spend: PrivacySpend, *, progress: Progress | None = None
-            ) -> "PrivGraphModel":
-        """Fit on the conformed training graph, spending at most ``spend`` (edge-level DP)."""
+    def check_schema(self, schema: Schema) -> None:
+        """Refuse, from the schema alone (before any budget is charged), what privgraph cannot do yet."""
+        if not schema.is_graph:
+            raise InputError("privgraph needs a graph schema (kind: graph)")
         spec = schema.gspec
         if spec.directed:
             raise InputError("privgraph: directed graphs are not supported yet (use dpdegree)")
@@ -433,6 +542,12 @@ class PrivGraphGenerator:
             raise InputError("privgraph: a bought node set is not supported yet (declare the node set public)")
         if schema.columns:
             raise InputError("privgraph: node attributes are not supported yet (drop them from the schema)")
+
+    def fit(self, data: GraphData, schema: Schema, spend: PrivacySpend, *, progress: Progress | None = None
+            ) -> "PrivGraphModel":
+        """Fit on the conformed training graph, spending at most ``spend`` (edge-level DP)."""
+        self.check_schema(schema)
+        spec = schema.gspec
         if data.spec != spec:
             raise InputError("the graph was conformed with another graph block than the schema's")
         # everything public first: mechanism, budget split, noise scales (node count is public here)
@@ -443,7 +558,8 @@ class PrivGraphGenerator:
         edges = canonical_edges(data.edges, False)
 
         report(progress, "privgraph: initial communities", 0.0)
-        community, spent_init, k0 = initial_communities(edges, n, p, self.resolution, rng)
+        community, spent_init, k0 = initial_communities(edges, n, p, self.resolution, rng,
+                                                        self.super_threshold)
         community, spent_adjust = adjust_communities(edges, community, k0, p, rng, progress)
         community, k = compact(community)
         report(progress, "privgraph: measuring degrees and pair counts", 0.75)
@@ -452,21 +568,25 @@ class PrivGraphGenerator:
 
         # post-processing of noisy values only
         sizes = np.bincount(community, minlength=k)
-        degrees = np.zeros(n, dtype=np.float64)
+        degrees = np.zeros(n, dtype=np.int64)
+        # the s.d. of the degree noise (discrete Laplace of scale b: about b sqrt(2))
+        noise_sd = p.degree_scale * (1.0 if p.mechanism == "gaussian" else math.sqrt(2))
+        totals = shrunk_totals(deg_noisy, community, k, noise_sd)
         for c in range(k):
             members = np.flatnonzero(community == c)
-            degrees[members] = np.minimum(norm_sub(deg_noisy[members]), sizes[c] - 1)
+            degrees[members] = rescale_degrees(deg_noisy[members], noise_sd, sizes[c] - 1, totals[c])
         pairs = round_keep_total(norm_sub(pairs_noisy))
         spent = {"init": spent_init, "adjust": spent_adjust, "extract": max(spent_deg, spent_pairs)}
-        card = _card(p, spend, schema, spent, spent_deg, spent_pairs, self.resolution, k0, k, degrees, pairs)
+        card = _card(p, spend, schema, spent, spent_deg, spent_pairs, self.resolution, k0, k, degrees, pairs,
+                     self.super_threshold)
         report(progress, "privgraph: done", 1.0)
         return PrivGraphModel(card=card, spec=spec, labels=data.labels, community=community, degrees=degrees,
                               pairs=pairs, k=k)
 
 
 def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float], spent_deg: float,
-          spent_pairs: float, resolution: float, k0: int, k: int, degrees: np.ndarray, pairs: np.ndarray
-          ) -> GeneratorCard:
+          spent_pairs: float, resolution: float, k0: int, k: int, degrees: np.ndarray, pairs: np.ndarray,
+          super_threshold: float = DEFAULT_SUPER_THRESHOLD) -> GeneratorCard:
     used = sum(spent.values())
     parts = p.parts
     u = p.unit
@@ -488,7 +608,8 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         f"{head}. Unit: one edge. (1) community initialisation, {u} {parts['init']:.6g}: {mech} of scale "
         f"{p.init_scale:.6g} on the {p.n_groups * (p.n_groups + 1) // 2} edge counts within and between "
         f"{p.n_groups} random groups of {p.group_size} nodes ({sens} sensitivity 1: an edge is in one count); "
-        f"Louvain on the noisy super-graph is post-processing. (2) community adjustment, {u} "
+        f"dropping the counts at or below {super_threshold:g} noise s.d. and Louvain on the rest are "
+        f"post-processing. (2) community adjustment, {u} "
         f"{parts['adjust']:.6g}: {p.passes} pass(es), each node's community chosen by OpenDP's Gumbel noisy max "
         f"(the exponential mechanism) of scale {p.select_scale:.6g} over its neighbour counts per community "
         f"(monotone, L-inf sensitivity 1: {sel}, {u} {spent['adjust'] / (2 * p.passes):.6g} each); one edge "
@@ -512,6 +633,7 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         "group_size": p.group_size,
         "initial_groups": p.n_groups,
         "resolution": resolution,
+        "super_threshold": super_threshold,
         "adjust_passes": p.passes,
         "noise_scales": {"super_graph": p.init_scale, "selection": p.select_scale, "degrees": p.degree_scale,
                          "pairs": p.pair_scale},
@@ -539,8 +661,11 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         "never from a seed; the seed only drives sampling",
         "the synthetic graph keeps the public node ids; its edges come from each node's community and noisy "
         "intra-degree and the noisy pair counts",
-        "post-processing: noisy degrees per community and the pair counts are made non-negative keeping their "
-        "noisy totals (norm-sub), degrees capped at the community size minus 1",
+        f"post-processing: Louvain sees only the super-graph counts above {super_threshold:g} noise s.d.; the "
+        "noisy intra-degrees of each community get a total shrunk toward the overall mean (empirical Bayes), are "
+        "rescaled to their estimated true spread (noisy variance minus the noise variance), clipped to [0, "
+        "community size - 1] and rounded keeping that total; the pair "
+        "counts are made non-negative keeping their noisy total (norm-sub)",
         "the exponential mechanism (OpenDP's Gumbel noisy max) samples with floating-point Gumbel noise",
     )
     return GeneratorCard(name=PrivGraphGenerator.name, parameters=params, library_versions=library_versions(),
@@ -572,7 +697,8 @@ class PrivGraphModel:
     def sample(self, n: int, seed: int) -> GraphData:
         """One synthetic graph over the public nodes (``n`` must be their count); same seed, same graph.
 
-        Inside each community: Chung-Lu with the noisy intra-degrees (about half their sum in edges).
+        Inside each community: a configuration model on the post-processed noisy intra-degrees
+        (stubs paired at random; self-loops and repeats re-paired a few times, then dropped).
         Between communities ``a < b``: their noisy edge count, endpoints drawn proportionally to
         (noisy intra-degree + 1) on each side (the +1 lets nodes without intra edges take part).
         """
@@ -581,10 +707,9 @@ class PrivGraphModel:
         members = [np.flatnonzero(self.community == c) for c in range(self.k)]
         parts: list[np.ndarray] = []
         for nodes in members:
-            w = self.degrees[nodes]
-            m = int(round(float(w.sum()) / 2))
-            if m and nodes.size >= 2:
-                parts.append(nodes[chung_lu(w, None, m, False, rng)])
+            d = np.minimum(np.asarray(self.degrees[nodes], dtype=np.int64), nodes.size - 1)
+            if d.sum() and nodes.size >= 2:
+                parts.append(nodes[configuration_edges(d, rng)])
         idx = 0
         for a in range(self.k):
             for b in range(a + 1, self.k):
