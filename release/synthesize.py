@@ -52,9 +52,18 @@ def recommended_generator(ws: Workspace, source: str) -> str:
         schema = Schema.from_dict(json.loads(latest_version(s, src).schema_json))
     share = sum(c.is_numeric for c in schema.columns) / max(len(schema.columns), 1)
     try:
-        return policy.recommended_generator(share, kind=schema.kind)
+        name = policy.recommended_generator(share, kind=schema.kind)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    check_schema = getattr(get_generator(name), "check_schema", None)
+    if check_schema is not None:
+        try:
+            check_schema(schema)
+        except InputError as exc:
+            # e.g. dpdk2 for a directed graph or a schema without a degree cap
+            raise InputError(f"policy {policy.name!r} recommends {name!r}, which cannot take this source "
+                             f"({exc}); name a generator with --generator") from None
+    return name
 
 
 def _accounting_kind(generator: str) -> str:

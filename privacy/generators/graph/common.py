@@ -74,7 +74,6 @@ from privacy.spend import PrivacySpend
 ATTRIBUTE_GROUP = 4
 #: the name of the degree-class column in the node-attribute table (not a schema column name)
 DEGREE_CLASS_COLUMN = "__degree_class__"
-_SALT = 0x5EED_6A7E_0F_C0FFEE
 
 
 # -- budget ----------------------------------------------------------------------------------------
@@ -334,19 +333,6 @@ def configuration_model(degrees: np.ndarray, in_degrees: np.ndarray | None, dire
 
 
 _RANK_KEY = b"synthgate-degree-cap-v1"
-
-
-def public_rank(index: np.ndarray) -> np.ndarray:
-    """A fixed public permutation key of node indices (splitmix64 of index xor a fixed salt).
-
-    A bijection on 64-bit integers, so no two nodes tie; depends on the index alone, never the data.
-    """
-    with np.errstate(over="ignore"):
-        z = (np.asarray(index, dtype=np.uint64) ^ np.uint64(_SALT)) + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return z
 
 
 def label_rank(labels: tuple[str, ...]) -> np.ndarray:

@@ -709,7 +709,7 @@ class DPDK2Generator:
             "node count": "schema (public node set)" if spec.public_nodes
             else "DP measurement (distinct edge endpoints, noisy)",
             "JDD cells": "the degree cap and the bins option (public degree classes of 1..D)",
-            "projection order": "public hash of node indices (splitmix64), not the data",
+            "projection order": "a keyed hash of the neighbours' ids (common.label_rank), not the data",
             "degree sequence": "DP measurement (noisy sorted sequence, isotonic post-processing)",
             "joint degree distribution": "DP measurement (noisy JDD, fitted to the degree sequence's class stubs)",
             "noise scales, budget split and threshold": "the degree cap and the options",
