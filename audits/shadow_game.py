@@ -205,7 +205,7 @@ def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: n
                threshold=policy.thresholds.game_auc_max, role=gate_role, flags=auc_flags,
                meaning="AUC of the shadow-model attack over all targets: how well it tells a target in the "
                        "training data from out (0.5 is chance).",
-               details={**details_common, "interval": "bootstrap over test fits"}),
+               details={**details_common, "interval": "two-way bootstrap over test fits and targets"}),
         Metric(name="game_worst_target_auc", value=worst["auc"], interval=tuple(worst["auc_interval"]),  # type: ignore[arg-type]
                gated_on="upper", goal="minimize", role="info",
                meaning="AUC against the most exposed single target (few trials: wide interval).",
@@ -240,13 +240,22 @@ def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: n
 
 
 def _pooled_auc(scores: np.ndarray, labels: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, tuple[float, float]]:
-    """AUC over all (fit, target) trials, with a percentile bootstrap that resamples whole test fits."""
+    """AUC over all (fit, target) trials, with a two-way percentile bootstrap: whole test fits *and*
+    whole targets are resampled.
+
+    Trials of one fit share its randomness, and trials of one target share that target's score
+    level; resampling fits alone left the targets' spread out, and the interval was too narrow: on
+    email-Eu-core with dpdegree at eps 1, 2 of 6 audit seeds gave 95% intervals that excluded 0.5
+    for a generator that cannot tell targets apart (node ids are permuted), with point values
+    0.46-0.53. The two-way bootstrap (pigeonhole; Owen 2007) is conservative rather than optimistic.
+    """
     flat_s, flat_y = scores.ravel(), labels.ravel()
     point = auc(flat_s[flat_y == 1], flat_s[flat_y == 0])
     boots = []
     for _ in range(n_boot):
         rows = rng.integers(0, scores.shape[0], size=scores.shape[0])
-        s, y = scores[rows].ravel(), labels[rows].ravel()
+        cols = rng.integers(0, scores.shape[1], size=scores.shape[1])
+        s, y = scores[np.ix_(rows, cols)].ravel(), labels[np.ix_(rows, cols)].ravel()
         if 0 < y.sum() < y.size:
             boots.append(auc(s[y == 1], s[y == 0]))
     if not boots:

@@ -92,7 +92,8 @@ def _run_one(args: dict[str, Any]) -> dict[str, Any]:
         vals = [float(v) for v in vals if v is not None]
         summary[key] = {"value": float(np.mean(vals)) if vals else None,
                         "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-                        "values": vals, "role": first["role"], "threshold": first["threshold"],
+                        "values": vals, "interval_first_fit": first["interval"], "role": first["role"],
+                        "threshold": first["threshold"],
                         "passed_all": all(r["metrics"][key]["passed"] is not False for r in runs)}
     return {
         "dataset": args["dataset"], "generator": args["generator"], "epsilon_requested": args["epsilon"],

@@ -3,7 +3,7 @@
 The workflow (``release``) reads sensitive data only through here, after the charge: the bytes
 are fingerprinted as they are parsed and refused if they changed since registration, conformed to
 the public schema, and split into training and holdout parts by the source's secret seed (rows for
-tables, whole entities for sequences, edges for graphs).
+tables, whole entities for sequences, edges for graphs, nodes for graphs with ``unit: node``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from privacy.errors import InputError, IntegrityError
-from privacy.graphs import load_graph_verified, parse_synthetic_graph, split_edges
+from privacy.graphs import load_graph_verified, parse_synthetic_graph, split_edges, split_nodes
 from privacy.schema import Schema
 from privacy.sequences import combined_fingerprint, load_sequences_verified, parse_synthetic, split_entities
 from privacy.split import train_holdout
@@ -66,8 +66,10 @@ def load_source(files: SourceFiles, schema: Schema) -> Any:
 
 def split_source(data: Any, schema: Schema, holdout_fraction: float, seed: int) -> tuple[Any, Any]:
     """Train/holdout split by independent coins: per row for tables, per entity for sequences, per
-    edge for graphs (pass ``policy.holdout_for(schema.kind)``)."""
+    edge for graphs, per node for graphs with ``unit: node`` (pass ``policy.holdout_for(schema.kind)``)."""
     if schema.is_graph:
+        if schema.gspec.node_unit:
+            return split_nodes(data, holdout_fraction, seed)
         return split_edges(data, holdout_fraction, seed)
     if schema.is_sequential:
         return split_entities(data, holdout_fraction, seed)

@@ -9,7 +9,7 @@ neighbours when they differ in one edge (added or removed), over the same public
     kind: graph
     graph:
       directed: true
-      unit: edge                # 'node' (a node with all its edges) is not supported yet
+      unit: edge                # or 'node': one node with all its edges (needs max_degree, nodes: bought)
       nodes: public             # public: the node set is known (node_count or the node table's keys)
       node_count: 1005          # public node set of integer ids 0..1004 (without a node table)
       id_type: integer          # integer | string
@@ -18,7 +18,8 @@ neighbours when they differ in one edge (added or removed), over the same public
       self_loops: error         # error | drop
       duplicates: error         # error | merge (undirected: (u, v) and (v, u) are the same edge)
       ignore: [weight]          # edge-file columns that are not used (edge attributes are not synthesized yet)
-      max_degree: 128           # public degree cap, for generators that need one (dpdk2)
+      max_degree: 128           # public degree cap, for generators that need one (dpdk2); with unit:
+                                # node, the domain's degree bound (a node above it is refused)
     columns: {}                 # node attributes (node-table columns besides the key), public domains
 
 The node set is either **public** (its ids are known to anyone: ``node_count`` integer ids, or the
@@ -26,6 +27,12 @@ keys of a registered node table, which the steward declares public by choosing t
 **bought** (its size is estimated with budget; node ids in the data are then arbitrary and the
 synthetic graph gets fresh ids). Under edge-level DP the node set is not what is protected, so a
 public node set costs nothing; the privacy statement says which of the two was used.
+
+**Node-level DP** (``unit: node``): two graphs are neighbours when one is the other plus one node
+and all its edges. It needs a public degree bound ``max_degree: D``: the domain is graphs whose
+every node has degree at most ``D`` (``conform_graph`` refuses a graph with a node above it, at
+registration, with counts only), and ``nodes: bought`` (which nodes exist is what is protected).
+Undirected graphs only for now.
 """
 
 from __future__ import annotations
@@ -70,12 +77,8 @@ class GraphSpec:
         where = "schema 'graph'"
         if not isinstance(self.directed, bool):
             raise InputError(f"{where}: 'directed' must be true or false")
-        if self.unit == "node":
-            raise InputError(
-                f"{where}: unit 'node' (a node with all its edges) is not supported yet; use unit: edge"
-            )
-        if self.unit != "edge":
-            raise InputError(f"{where}: unit must be 'edge' (or, not yet supported, 'node'), not {self.unit!r}")
+        if self.unit not in ("edge", "node"):
+            raise InputError(f"{where}: unit must be 'edge' or 'node', not {self.unit!r}")
         if self.nodes not in ("public", "bought"):
             raise InputError(f"{where}: nodes must be 'public' or 'bought', not {self.nodes!r}")
         if self.id_type not in ("integer", "string"):
@@ -109,6 +112,17 @@ class GraphSpec:
                 raise InputError(f"{where}: max_degree must be an integer")
             if not 1 <= self.max_degree <= 100_000:
                 raise InputError(f"{where}: max_degree must be in [1, 100000]")
+        if self.unit == "node":
+            # node-level DP: the domain is graphs of maximum degree <= max_degree (public), and which
+            # nodes exist is what is protected, so the node set cannot be public
+            if self.max_degree is None:
+                raise InputError(f"{where}: unit 'node' needs a public degree bound max_degree (every node's "
+                                 "degree at most max_degree)")
+            if self.nodes != "bought":
+                raise InputError(f"{where}: unit 'node' needs nodes: bought (a node's presence is what is "
+                                 "protected, so the node set cannot be public)")
+            if self.directed:
+                raise InputError(f"{where}: unit 'node' for directed graphs is not supported yet")
 
     def check_columns(self, names: list[str]) -> None:
         """The node-attribute columns must not reuse the node key's name."""
@@ -119,8 +133,16 @@ class GraphSpec:
     def public_nodes(self) -> bool:
         return self.nodes == "public"
 
+    @property
+    def node_unit(self) -> bool:
+        """Node-level DP: the unit is one node with all its edges (degree at most ``max_degree``)."""
+        return self.unit == "node"
+
     def privacy_unit(self) -> str:
         """The unit of privacy in words, for cards and statements."""
+        if self.node_unit:
+            return (f"one node with all its edges (add/remove one node; every node has degree at most "
+                    f"{self.max_degree})")
         kind = "directed" if self.directed else "undirected"
         nodes = ("over a public node set" if self.public_nodes
                  else "over a node set whose size is estimated with part of the budget")

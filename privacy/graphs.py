@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,6 +271,14 @@ def conform_graph(
         raise InputError(f"{path_hint}: {dups} {what} (declare duplicates: merge to merge them)")
     n = len(labels)
     deg = np.bincount(edges.ravel(), minlength=n) if edges.size else np.zeros(n, dtype=np.int64)
+    if spec.node_unit:
+        # node-level DP holds over graphs of maximum degree <= max_degree: like a value outside a
+        # declared domain, a graph outside it is refused at registration (counts only; nothing released)
+        assert spec.max_degree is not None  # GraphSpec requires it with unit node
+        above = int((deg > spec.max_degree).sum())
+        if above:
+            raise InputError(f"{path_hint}: {above} nodes have degree above the schema's max_degree "
+                             f"{spec.max_degree} (unit: node covers graphs of degree at most max_degree)")
     graph = GraphData(n_nodes=n, edges=edges, spec=spec, labels=tuple(labels), nodes=attrs)
     report = GraphReport(nodes=n, edges=int(edges.shape[0]), self_loops_dropped=loops, duplicates_merged=dups,
                          isolated_nodes=int((deg == 0).sum()), clipped=clipped, mapped_to_other=mapped)
@@ -325,6 +334,38 @@ def split_edges(graph: GraphData, holdout_fraction: float, seed: int) -> tuple[G
     return train, holdout
 
 
+def split_nodes(graph: GraphData, holdout_fraction: float, seed: int) -> tuple[GraphData, GraphData]:
+    """Node-level train/holdout split (``unit: node``): one independent coin per node (index order,
+    which is sorted id order for a bought node set).
+
+    The training graph is the subgraph induced on the training nodes, the holdout graph the one
+    induced on the holdout nodes; each keeps its own nodes' ids (``labels``), isolated ones included,
+    and edges between the two sides are in neither. With i.i.d. coins (secret seed) the training
+    nodes are a Poisson subsample of the nodes; coupling the coins by node, removing one node ``w``
+    from the source removes ``w`` and its edges from the training graph when ``w``'s coin says
+    train, and when it says holdout changes the training graph at most by training neighbours of
+    ``w`` whose only edge was to ``w`` (isolated there, absent from the source without ``w``).
+    """
+    mask = split_mask(graph.n_nodes, holdout_fraction, seed)
+    train, holdout = induced_subgraph(graph, ~mask), induced_subgraph(graph, mask)
+    if train.n_edges < 2 or holdout.n_nodes < 2:
+        raise InputError("the graph is too small to split into training and holdout nodes")
+    return train, holdout
+
+
+def induced_subgraph(graph: GraphData, keep: np.ndarray) -> GraphData:
+    """The subgraph induced on the nodes where ``keep`` is True (their ids, attributes and edges)."""
+    keep = np.asarray(keep, dtype=bool)
+    new_index = np.full(graph.n_nodes, -1, dtype=np.int64)
+    new_index[keep] = np.arange(int(keep.sum()), dtype=np.int64)
+    e = graph.edges
+    both = keep[e[:, 0]] & keep[e[:, 1]] if e.shape[0] else np.zeros(0, dtype=bool)
+    edges = canonical_edges(new_index[e[both]], graph.directed)
+    labels = tuple(lab for lab, k in zip(graph.labels, keep.tolist()) if k)
+    nodes = None if graph.nodes is None else graph.nodes.filter(pl.Series(keep))
+    return GraphData(n_nodes=len(labels), edges=edges, spec=graph.spec, labels=labels, nodes=nodes)
+
+
 def parse_synthetic_graph(edge_data: bytes, node_data: bytes | None, schema: Schema, hint: str = "synthetic"
                           ) -> GraphData:
     """A stored synthetic graph (our CSV/Parquet edge list and node table) back into ``GraphData``.
@@ -333,8 +374,10 @@ def parse_synthetic_graph(edge_data: bytes, node_data: bytes | None, schema: Sch
     node table with every node (isolated ones included), whatever the registered file format was.
     """
     spec = schema.gspec
+    # unit "edge" for the stored file: the node-unit rules (bought node set, degree bound) are about the
+    # steward's data, not a synthetic output, which may exceed max_degree by chance (Chung-Lu)
     stored = dataclasses.replace(spec, edge_format="csv", nodes="public", node_count=None, ignore=(),
-                                 id_type="string")
+                                 id_type="string", unit="edge")
     stored_schema = Schema(columns=schema.columns, kind="graph", graph=stored, name=schema.name)
     if node_data is None:
         raise InputError(f"{hint}: a synthetic graph needs its node table")
@@ -345,6 +388,57 @@ def parse_synthetic_graph(edge_data: bytes, node_data: bytes | None, schema: Sch
         edge_data = buf.getvalue()
     graph = conform_graph(edge_data, _csv(node_data, f"{hint} (node table)"), stored_schema, path_hint=hint)[0]
     return GraphData(n_nodes=graph.n_nodes, edges=graph.edges, spec=spec, labels=graph.labels, nodes=graph.nodes)
+
+
+def conform_external_graph(edge_data: bytes, node_data: bytes, schema: Schema, hint: str = "synthetic",
+                           public_labels: Sequence[str] | None = None) -> tuple[GraphData, GraphReport]:
+    """A synthetic graph made outside synthgate (an edge list and a node table) as ``GraphData``.
+
+    The edge list is in the schema's edge format (SNAP pairs, or a CSV with the schema's
+    source/target columns), or a CSV/Parquet with the schema's source/target columns (what
+    ``export-train`` writes); the node table (CSV or Parquet) lists every node id, isolated ones
+    included, with the schema's node key and node attributes. Ids follow the schema's ``id_type``.
+    Self-loops are dropped and duplicate edges merged, whatever the schema says of the registered
+    file (they are the outside generator's output, not the steward's data): the report counts them.
+
+    With ``public_labels`` (the real graph's public node ids, in its index order) the node table's
+    ids must be exactly those, and the result is indexed like the real graph; a graph over other ids
+    cannot be audited against the real one.
+    """
+    spec = schema.gspec
+    as_csv = edge_data[:4] == b"PAR1" or (spec.edge_format == "pairs" and _has_header(edge_data, spec))
+    if as_csv:
+        edge_data = _csv(edge_data, hint)
+    outside = dataclasses.replace(spec, edge_format="csv" if as_csv else spec.edge_format, nodes="public", node_count=None,
+                                  self_loops="drop", duplicates="merge", unit="edge")
+    outside_schema = Schema(columns=schema.columns, kind="graph", graph=outside, name=schema.name)
+    graph, report = conform_graph(edge_data, _csv(node_data, f"{hint} (node table)"), outside_schema, path_hint=hint)
+    if public_labels is None:
+        return GraphData(n_nodes=graph.n_nodes, edges=graph.edges, spec=spec, labels=graph.labels,
+                         nodes=graph.nodes), report
+    public = {lab: i for i, lab in enumerate(public_labels)}
+    unknown = sum(1 for lab in graph.labels if lab not in public)
+    if unknown:
+        raise InputError(f"{hint} (node table): {unknown} node ids are not in the public node set; a graph over "
+                         "other ids cannot be audited against the real graph")
+    if graph.n_nodes != len(public):
+        raise InputError(f"{hint} (node table): {len(public) - graph.n_nodes} of the {len(public)} public node ids "
+                         "are missing (list every node, isolated ones included)")
+    pos = np.fromiter((public[lab] for lab in graph.labels), dtype=np.int64, count=graph.n_nodes)
+    nodes = None if graph.nodes is None else graph.nodes[np.argsort(pos).tolist()]
+    return GraphData(n_nodes=graph.n_nodes, edges=canonical_edges(pos[graph.edges], spec.directed), spec=spec,
+                     labels=tuple(public_labels), nodes=nodes), report
+
+
+def _has_header(data: bytes, spec: GraphSpec) -> bool:
+    """Whether a text edge file starts with a CSV header naming the schema's source and target columns."""
+    for line in data[:65536].decode("utf-8", errors="replace").splitlines():
+        s = line.strip()
+        if not s or s.startswith("#") or s.startswith("%"):
+            continue
+        names = {f.strip().strip('"').strip() for f in s.split(",")}
+        return spec.source in names and spec.target in names
+    return False
 
 
 def _csv(data: bytes, hint: str) -> bytes:

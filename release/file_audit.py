@@ -1,4 +1,4 @@
-"""Audit of an outside file: vet a synthetic table that synthgate did not produce.
+"""Audit of an outside file: vet synthetic data that synthgate did not produce.
 
 A steward receives synthetic data made elsewhere (a vendor, a third party's release) from a source
 registered here. Every audit that needs no retraining runs on it against a train/holdout split of
@@ -10,6 +10,10 @@ The split must be the one the outside party trained on, or the membership audits
 - ``split_of=RUN`` uses a synthgate run's split;
 - otherwise the source version's *external split*: drawn once from OS entropy, kept in the
   workspace, and handed to the outside party with :func:`export_train`.
+
+A graph is two files: the edge list and the node table (``--nodes``; ``export-train --nodes-out``),
+split by edges, one coin each; with a public node set the outside party's node ids must be the
+public ones, or its edges cannot be held against the real graph.
 
 A claimed guarantee (``--generator-spec "name=...,epsilon=...,delta=..."``) turns on the DP-claim
 checks that need no retraining (an attack AUC above what the claimed epsilon allows).
@@ -33,6 +37,7 @@ from audits.suite import audit_document, run_audits
 from policies.model import Policy
 from privacy.dataset import SourceFiles, load_source, split_source
 from privacy.errors import InputError
+from privacy.graphs import GraphData, conform_external_graph
 from privacy.ledger import Source
 from privacy.schema import Schema
 from privacy.sequences import SequenceData, conform_sequences
@@ -101,8 +106,10 @@ def _external_seed(s: Session, ver: DatasetVersion, create: bool) -> int:
     return row.split_seed
 
 
-def _split_for(ws: Workspace, source: str, split_of: str | None, *,
-               create: bool) -> tuple[Source, SourceFiles, Policy, Schema, int, str]:
+def _split_for(ws: Workspace, source: str, split_of: str | None, *, create: bool,
+               vet: Callable[[Schema], None] | None = None) -> tuple[Source, SourceFiles, Policy, Schema, int, str]:
+    """The source, its files, policy and schema, and the split's seed; ``vet(schema)`` may refuse the
+    request before an external split is drawn."""
     with ws.transaction() as s:
         src = get_source(s, source)
         policy = source_policy(src)
@@ -112,55 +119,112 @@ def _split_for(ws: Workspace, source: str, split_of: str | None, *,
                 raise InputError(f"run {split_of!r} is not a run of source {source!r}")
             ver = s.get(DatasetVersion, run.version_id)
             assert ver is not None
-            seed, label = run.split_seed, f"split of run {split_of}"
+            seed: int | None = run.split_seed
+            label = f"split of run {split_of}"
         else:
             ver = latest_version(s, src)
-            seed, label = _external_seed(s, ver, create), "external split of the source's latest version"
+            seed, label = None, "external split of the source's latest version"
         schema = Schema.from_dict(json.loads(ver.schema_json))
+        if vet is not None:
+            vet(schema)
+        if seed is None:
+            seed = _external_seed(s, ver, create)
         files = version_files(s, ver)
         s.expunge(src)
     return src, files, policy, schema, seed, label
 
 
-def _refuse_graph(schema: Schema, command: str) -> None:
-    # an outside party's graph is two files (edges and nodes) and its split is by edges: not wired yet
-    if schema.is_graph:
-        raise InputError(f"{command} is not supported yet for graph sources")
+def _node_option(schema: Schema, given: Path | None, option: str, what: str) -> None:
+    """A graph is two files: the node-table option is required for graph sources, refused for others."""
+    if schema.is_graph and given is None:
+        raise InputError(f"a graph source needs {option} FILE ({what})")
+    if not schema.is_graph and given is not None:
+        raise InputError(f"{option} is for graph sources; this is a {schema.kind} source")
 
 
-def export_train(ws: Workspace, source: str, out: Path) -> dict[str, Any]:
+def export_train(ws: Workspace, source: str, out: Path, nodes_out: Path | None = None) -> dict[str, Any]:
     """Write the training part of the source's external split (CSV) for an outside party.
 
-    This hands real records out of synthgate's control: it is the steward's decision, logged.
+    For a graph source ``out`` gets the training edges (one coin per edge) as a CSV edge list with
+    the schema's source/target column names, and ``nodes_out`` (required) the node table: every node
+    id, isolated ones included, and the node attributes. This hands real records out of synthgate's
+    control: it is the steward's decision, logged.
     """
-    _src, files, policy, schema, seed, _ = _split_for(ws, source, None, create=True)
-    _refuse_graph(schema, "export-train")
-    train, _ = split_source(load_source(files, schema), schema, policy.holdout_fraction, seed)
+    if nodes_out is not None and nodes_out.resolve() == out.resolve():
+        raise InputError("--nodes-out must be another file than -o")
+    _src, files, policy, schema, seed, _ = _split_for(
+        ws, source, None, create=True,
+        vet=lambda sc: _node_option(sc, nodes_out, "--nodes-out", "the node table: every node id and the node attributes"))
+    fraction = policy.holdout_for(schema.kind)
+    train, _ = split_source(load_source(files, schema), schema, fraction, seed)
+    out_info: dict[str, Any] = {"source": source, "path": str(out), "rows": train.height, "holdout_fraction": fraction}
+    if isinstance(train, GraphData):
+        assert nodes_out is not None
+        write_atomic(out, train.edge_frame().write_csv().encode())
+        write_atomic(nodes_out, train.node_frame().write_csv().encode())
+        out_info.update(edges=train.n_edges, nodes=train.n_nodes, nodes_path=str(nodes_out))
+        with ws.transaction() as s:
+            log_event(s, "split.exported", source=source, rows=train.n_edges, path=str(out),
+                      nodes_path=str(nodes_out))
+        return out_info
     table = train.to_long() if isinstance(train, SequenceData) else train
     write_atomic(out, table.write_csv().encode())
     with ws.transaction() as s:
         log_event(s, "split.exported", source=source, rows=train.height, path=str(out))
-    out_info: dict[str, Any] = {"source": source, "path": str(out), "rows": train.height,
-                                "holdout_fraction": policy.holdout_fraction}
     if isinstance(train, SequenceData):
         out_info.update(rows=table.height, entities=train.n_entities)
     return out_info
 
 
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise InputError(f"cannot read {what} {path}") from None
+    if not data:
+        raise InputError(f"{what} is empty: {path}")
+    return data
+
+
 def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: GeneratorSpec, split_of: str | None = None,
-               target: str | None = None, profile: str | None = None, progress: Progress = None) -> FileAuditOutcome:
-    """Run every audit that needs no retraining on ``synthetic_path``; write audit.json and report.html."""
+               target: str | None = None, profile: str | None = None, nodes: Path | None = None,
+               progress: Progress = None) -> FileAuditOutcome:
+    """Run every audit that needs no retraining on ``synthetic_path``; write audit.json and report.html.
+
+    For a graph source ``synthetic_path`` is the edge list and ``nodes`` (required) the node table:
+    every node id, isolated ones included, and the node attributes; with a public node set the ids
+    must be the public ones.
+    """
     if not synthetic_path.is_file():
         raise InputError(f"{synthetic_path}: no such file")
-    src, files, policy, schema, seed, split_label = _split_for(ws, source, split_of, create=split_of is None)
-    _refuse_graph(schema, "audit-file")
+    src, files, policy, schema, seed, split_label = _split_for(
+        ws, source, split_of, create=split_of is None,
+        vet=lambda sc: _node_option(sc, nodes, "--nodes", "the synthetic graph's node table: every node id and "
+                                                          "the node attributes"))
+    if nodes is not None and not nodes.is_file():
+        raise InputError(f"{nodes}: no such file")
     profile = profile or policy.audit.membership_required
     target = target or policy.targets.get(src.name) or schema.target
     check_target(target, schema)
-    train, holdout = split_source(load_source(files, schema), schema, policy.holdout_fraction, seed)
+    train, holdout = split_source(load_source(files, schema), schema, policy.holdout_for(schema.kind), seed)
     ctx = AuditContext(target=target, claim=spec.claim, refitter=None, profile=profile, progress=progress)
     conformed: dict[str, Any]
-    if schema.is_sequential:
+    figures: dict[str, str] = {}
+    if schema.is_graph:
+        from audits.graph.plots import degree_distribution_svg
+        from audits.graph.suite import run_graph_audits
+
+        assert nodes is not None and isinstance(train, GraphData)
+        graph, graph_report = conform_external_graph(
+            _read_bytes(synthetic_path, "edge file"), _read_bytes(nodes, "node table"), schema,
+            hint=str(synthetic_path), public_labels=train.labels if schema.gspec.public_nodes else None)
+        conformed = graph_report.to_dict()
+        results = run_graph_audits(train, holdout, graph, schema, policy, ctx, progress=progress)
+        figures["Degree distributions: real training graph and synthetic graph"] = degree_distribution_svg(
+            train, graph)
+    elif schema.is_sequential:
         from audits.sequential.suite import run_sequence_audits
 
         seq, seq_report = conform_sequences(read_raw(synthetic_path), None, schema, path_hint=str(synthetic_path))
@@ -180,12 +244,14 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
         "conformed": conformed, "kind": schema.kind,
         "not_run": "audits that refit the generator (one-run audit, shadow-model game): no generator to refit",
     }
+    if nodes is not None:
+        context["nodes_file"] = nodes.name
     doc = audit_document(results, context)
     doc["gate"] = decision.to_dict()
     d = ws.root / "file-audits" / audit_id
     d.mkdir(parents=True, exist_ok=False)
     write_atomic(d / "audit.json", json.dumps(doc, indent=2, sort_keys=True).encode())
-    write_atomic(d / "report.html", render_html(doc).encode())
+    write_atomic(d / "report.html", render_html(doc, figures).encode())
     with ws.transaction() as s:
         log_event(s, "file.audited", source=src.name, audit_id=audit_id, file=synthetic_path.name,
                   gate_passed=decision.passed, failed=[c["name"] for c in decision.failed])

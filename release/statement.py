@@ -67,6 +67,8 @@ def _graph_lines(st: dict[str, Any]) -> list[str]:
     card = st.get("generator") or {}
     params = card.get("parameters") or {}
     kind = "directed" if g.get("directed") else "undirected"
+    if g.get("unit") == "node":
+        return _node_unit_lines(g)
     lines = [
         f"- Unit of privacy: one {kind} edge. Two source graphs that differ in a single edge lead to "
         "nearly the same distribution of releases; a relationship is protected, a person's whole set of "
@@ -106,6 +108,27 @@ def _graph_lines(st: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _node_unit_lines(g: dict[str, Any]) -> list[str]:
+    """Node-level DP (``unit: node``): one node with all its edges, under the public degree bound."""
+    cap = g.get("max_degree")
+    lines = [
+        f"- Unit of privacy: one node with all its edges. Two source graphs that differ in a single node "
+        f"(added or removed together with all of its edges) lead to nearly the same distribution of "
+        f"releases, so whether a person is in the graph, and all of their relationships, are protected. "
+        f"This holds over graphs in which every node has at most {cap} edges (the schema's public "
+        f"max_degree): a graph with a node above {cap} is refused at registration, before anything is "
+        "charged or released.",
+        "- Node ids in the synthetic graph are fresh and do not correspond to real nodes; the number of "
+        "nodes is estimated with the budget (the sum of the noisy degree histogram).",
+        "- Nodes are read from the edge file, so a node without edges is not part of the source.",
+    ]
+    if g.get("self_loops") == "drop":
+        lines.append("- Self-loops were dropped before training, as the schema says.")
+    if g.get("duplicates") == "merge":
+        lines.append("- Repeated edges were merged into one before training, as the schema says.")
+    return lines
+
+
 def privacy_statement_md(st: dict[str, Any]) -> str:
     card = st["generator"]
     spend = st["spend"]
@@ -113,7 +136,8 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
     kind = (st.get("schema") or {}).get("kind")
     sequential = kind == "sequential"
     graph = kind == "graph"
-    record = "entity" if sequential else "edge" if graph else "record"
+    node_unit = graph and ((st.get("schema") or {}).get("graph") or {}).get("unit") == "node"
+    record = "entity" if sequential else "node" if node_unit else "edge" if graph else "record"
     lines = [
         f"# Privacy statement for release of run {st['run_id']}",
         "",
@@ -161,6 +185,9 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
             ["- An entity recorded under several keys (one customer with two accounts) is protected as "
              "separate entities: the guarantee for such a person is weaker (group privacy)."]
             if sequential else
+            ["- A person who appears as several nodes is protected as several nodes (group privacy: a "
+             "weaker guarantee for that person)."]
+            if node_unit else
             ["- A person who appears as several nodes is protected per edge of each; the guarantee says "
              "nothing about the node attributes beyond what the generator card states."]
             if graph else

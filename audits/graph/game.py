@@ -24,7 +24,8 @@ caught by construction and a generator that ignores its edges scores at chance.
   of ``audits.shadow_game``, called unchanged.
 
 Both are reported as not run, with a note, without a generator to refit, when the profile disables
-them, or when the node set was bought (fresh synthetic node ids cannot be aligned with real edges).
+them, or when the node set was bought (fresh synthetic node ids cannot be aligned with real edges);
+under node-level DP (``unit: node``) they are not run either: node-level attacks are not implemented yet.
 Shadow fits read real edges only on the steward's side and are never released; they charge no budget.
 """
 
@@ -39,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from audits.bounds import bound_flags, steinke_one_run_bound
 from audits.context import AuditContext
-from audits.graph.membership import check_graphs, edge_scores
+from audits.graph.membership import NODE_UNIT_NOTE, check_graphs, edge_scores
 from audits.result import AuditResult, Metric
 from audits.shadow import balanced_inclusion, in_workers, workers_for
 
@@ -82,6 +83,8 @@ def _not_run(audit: str, why: str) -> AuditResult:
 
 
 def _skip_reason(real_train: GraphData, ctx: AuditContext, what: str) -> str | None:
+    if real_train.spec.node_unit:
+        return f"{what} not run: {NODE_UNIT_NOTE}"
     if ctx.refitter is None:
         return f"{what} not run: no generator to refit (a file synthgate did not produce)"
     if not real_train.spec.public_nodes:
@@ -194,6 +197,8 @@ def run_graph_game(
     ctx = ctx or AuditContext()
     check_graphs(real_train, real_holdout, synthetic, schema)
     settings = policy.audit.membership[ctx.profile]  # type: ignore[index]
+    if schema.gspec.node_unit:
+        return _not_run("shadow_game", f"privacy game not run: {NODE_UNIT_NOTE}")
     if settings.game_targets == 0:
         return _not_run("shadow_game", f"privacy game not run: the {ctx.profile} profile has no targets")
     why = _skip_reason(real_train, ctx, "privacy game")

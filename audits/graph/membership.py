@@ -30,7 +30,9 @@ Reported (audit "membership"):
   the synthetic graph keeps, not membership: a useful generator scores well above 0.5 here.
 
 When the synthetic graph's nodes are not the real ones (a bought node set: fresh ids), the attacker
-cannot align a real pair with a synthetic one, and the audit reports itself not run. The helpers
+cannot align a real pair with a synthetic one, and the audit reports itself not run. Under node-level
+DP (``unit: node``; ``split_nodes`` puts whole nodes in the holdout) the edge attack tests nothing
+the claim is about, and it reports itself not run too: node-level attacks are not implemented yet. The helpers
 ``check_graphs`` (input checks shared by every graph audit) and ``edge_scores`` (the attack's score,
 reused by ``audits.graph.game``) live here.
 """
@@ -80,6 +82,9 @@ def check_graphs(real_train: object, real_holdout: object, synthetic: object, sc
                              f"{'directed' if spec.directed else 'undirected'}")
     assert isinstance(real_train, GraphData) and isinstance(real_holdout, GraphData)
     assert isinstance(synthetic, GraphData)
+    if spec.node_unit:
+        _check_node_split(real_train, real_holdout, synthetic)
+        return
     if real_train.n_nodes != real_holdout.n_nodes or real_train.labels != real_holdout.labels:
         raise InputError("the training and holdout graphs must have the same node set (split_edges keeps every node)")
     if real_train.n_nodes < 2:
@@ -96,6 +101,24 @@ def check_graphs(real_train: object, real_holdout: object, synthetic: object, sc
         raise InputError(f"{shared} edges are in both the training and the holdout graph: not an edge split")
     if spec.public_nodes and (synthetic.n_nodes != real_train.n_nodes or synthetic.labels != real_train.labels):
         raise InputError("the synthetic graph's nodes are not the public node set of the real graph")
+
+
+def _check_node_split(real_train: GraphData, real_holdout: GraphData, synthetic: GraphData) -> None:
+    """``unit: node``: train and holdout are the subgraphs induced on disjoint node sets (``split_nodes``)."""
+    shared = len(set(real_train.labels) & set(real_holdout.labels))
+    if shared:
+        raise InputError(f"{shared} nodes are in both the training and the holdout graph: not a node split")
+    if real_train.n_nodes < 2:
+        raise InputError("the training graph has fewer than 2 nodes")
+    if real_train.n_edges == 0:
+        raise InputError("the training graph has no edges")
+    if synthetic.n_nodes == 0:
+        raise InputError("the synthetic graph has no nodes")
+
+
+#: why the edge attacks do not run under node-level DP
+NODE_UNIT_NOTE = ("the unit of privacy is one node with all its edges and the synthetic graph has fresh node ids; "
+                  "node-level attacks are not implemented yet (the edge attacks do not test a node-level claim)")
 
 
 def aligned(real: GraphData, synthetic: GraphData) -> bool:
@@ -182,6 +205,8 @@ def run_graph_membership(
     """The edge membership attack of the module docstring (audit "membership")."""
     ctx = ctx or AuditContext()
     check_graphs(real_train, real_holdout, synthetic, schema)
+    if schema.gspec.node_unit:
+        return AuditResult(audit="membership", metrics=(), notes=(f"edge membership attack not run: {NODE_UNIT_NOTE}",))
     if not aligned(real_train, synthetic):
         return AuditResult(audit="membership", metrics=(), notes=(
             "edge membership attack not run: the synthetic graph has fresh node ids (the node set was bought), so "

@@ -26,7 +26,10 @@ the fidelity components            info                                -
 =================================  ==================================  =================================
 
 The edge attacks need the synthetic graph's nodes to be the real ones (a public node set); with a
-bought node set they report themselves not run, and only fidelity is measured. There is no
+bought node set they report themselves not run, and only fidelity is measured. Under node-level DP
+(``unit: node``: train and holdout are induced subgraphs on disjoint node sets) the edge attacks,
+the one-run audit and the game report themselves not run (node-level attacks are not implemented
+yet); fidelity runs as usual. There is no
 anonymeter or utility audit for graphs yet.
 """
 

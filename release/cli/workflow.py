@@ -22,6 +22,7 @@ from privacy.infer import (
     infer_schema,
     infer_sequence_schema,
 )
+from privacy.schema import Schema
 from privacy.sequences import SequenceReport
 from release.atomic import write_atomic
 from release.cli.common import (
@@ -173,7 +174,8 @@ def register_cmd(ctx: click.Context, source: str, data: str, schema_path: str, a
                    + ("; new budget account" if reg.new_account else "; shares the existing account"))
         if isinstance(reg.report, GraphReport):
             g = reg.report
-            click.echo(f"{g.nodes} nodes, {g.edges} edges (unit of privacy: one edge)")
+            unit = Schema.load(Path(schema_path)).gspec.privacy_unit()
+            click.echo(f"{g.nodes} nodes, {g.edges} edges (unit of privacy: {unit})")
             if g.self_loops_dropped:
                 err_console.print(f"note: {g.self_loops_dropped} self-loops dropped (schema: self_loops: drop)")
             if g.duplicates_merged:

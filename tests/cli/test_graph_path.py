@@ -138,11 +138,17 @@ def test_node_attributes_synthesized_and_audited(graph_ws: tuple[Path, Path]) ->
     nodes = pl.read_csv(d / "synthetic-nodes.csv", infer_schema=False)
     assert nodes.columns == ["node", "club"] and nodes.height == 34
     assert set(nodes.get_column("club").to_list()) <= {"Mr. Hi", "Officer"}
-    # privgraph does not model node attributes yet: refused before the charge
+    # privgraph synthesizes the node attributes too (MST on attributes + degree class, part of the spend)
     before = _json(ws, "budget", "karate")["spent_epsilon"]
-    res = _run(ws, "synthesize", "karate", "--generator", "privgraph", "--epsilon", "1")
-    assert res.exit_code == 2 and "node attributes are not supported yet" in res.stderr
-    assert _json(ws, "budget", "karate")["spent_epsilon"] == before
+    pg = _json(ws, "synthesize", "karate", "--generator", "privgraph", "--epsilon", "1", "--seed", "2")
+    pg_dir = ws / "runs" / pg["run_id"]
+    pg_card = json.loads((pg_dir / "card.json").read_text())
+    assert pg_card["name"] == "privgraph" and "attribute" in pg_card["unit_of_privacy"]
+    assert pg_card["spend"]["epsilon"] <= 1.0 and "(4) node attributes" in pg_card["accounting"]
+    pg_nodes = pl.read_csv(pg_dir / "synthetic-nodes.csv", infer_schema=False)
+    assert pg_nodes.columns == ["node", "club"] and pg_nodes.height == 34
+    assert set(pg_nodes.get_column("club").to_list()) <= {"Mr. Hi", "Officer"}
+    assert _json(ws, "budget", "karate")["spent_epsilon"] == pytest.approx(before + 1.0)
     _run(ws, "audit", out["run_id"])  # 78 edges: the gate's outcome is not the point here
     doc = json.loads((d / "audit.json").read_text())
     names = {m["name"] for r in doc["results"] for m in r["metrics"]}
@@ -170,7 +176,7 @@ def test_graph_refusals_before_any_charge(graph_ws: tuple[Path, Path]) -> None:
     res = _run(ws, "register", "email2", str(root / "email-Eu-core.txt"), "--schema", str(GRAPH / "email_schema.yaml"))
     assert res.exit_code != 0 and "already registered as source 'email'" in res.stderr
     res = _run(ws, "audit-file", "email", str(root / "email-Eu-core.txt"))
-    assert res.exit_code != 0 and "not supported yet for graph sources" in res.stderr
+    assert res.exit_code == 2 and "needs --nodes" in res.stderr
 
 
 def test_recommended_generator_for_graphs(graph_ws: tuple[Path, Path]) -> None:

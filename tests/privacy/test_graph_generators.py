@@ -523,3 +523,179 @@ def test_email_fit_is_fast(email: Any) -> None:
         t = time.perf_counter()
         fitted.sample(g.n_nodes, 0)
         assert fit_s < 10 and time.perf_counter() - t < 5, (gen.name, fit_s)
+
+
+# -- node-level DP (unit: node): the degree histogram ---------------------------------------------
+
+
+def _node_schema(bound: int, path: str = "les_miserables_edges.csv") -> Schema:
+    return Schema.from_dict({"kind": "graph", "graph": {
+        "unit": "node", "nodes": "bought", "max_degree": bound, "id_type": "string",
+        "edges": {"format": "csv", "source": "source", "target": "target"}, "ignore": ["weight"]}})
+
+
+def _node_graph(path: str, bound: int) -> tuple[GraphData, Schema]:
+    schema = _node_schema(bound)
+    return read_graph(DATA / path, None, schema)[0], schema
+
+
+def _hist(g: GraphData, bound: int) -> np.ndarray:
+    return dpdegree.degree_histogram(g, bound)
+
+
+def _without(g: GraphData, w: int, *, file_level: bool) -> GraphData:
+    """``g`` less node ``w`` and its edges; ``file_level``: as an edge file would have it, neighbours
+    left without any edge disappear too (an edge file cannot hold an isolated node)."""
+    from privacy.graphs import induced_subgraph
+
+    keep = np.ones(g.n_nodes, dtype=bool)
+    keep[w] = False
+    if file_level:
+        deg = g.degrees()
+        nbrs = np.concatenate([g.edges[g.edges[:, 0] == w, 1], g.edges[g.edges[:, 1] == w, 0]])
+        keep[nbrs[deg[nbrs] == 1]] = False
+    return induced_subgraph(g, keep)
+
+
+def _with_node(g: GraphData, nbrs: np.ndarray) -> GraphData:
+    """``g`` plus a new node joined to ``nbrs``."""
+    w = g.n_nodes
+    extra = np.stack([np.asarray(nbrs, dtype=np.int64), np.full(len(nbrs), w, dtype=np.int64)], axis=1)
+    return GraphData(n_nodes=w + 1, edges=canonical_edges(np.vstack([g.edges, extra]), False), spec=g.spec,
+                     labels=(*g.labels, "__new__"))
+
+
+def _worst(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int]:
+    l1 = max(int(np.abs(a - b).sum()) for a, b in pairs)
+    l2sq = max(int(((a - b) ** 2).sum()) for a, b in pairs)
+    return l1, l2sq
+
+
+@pytest.mark.parametrize("path,bound", [("karate_club_edges.csv", 17), ("karate_club_edges.csv", 40),
+                                        ("les_miserables_edges.csv", 36), ("les_miserables_edges.csv", 40)])
+def test_node_histogram_sensitivity_by_enumeration(path: str, bound: int) -> None:
+    from privacy.graphs import induced_subgraph, split_nodes
+
+    g, _ = _node_graph(path, bound)
+    l1_bound, l2_bound = dpdegree.node_sensitivities(bound)
+    h = _hist(g, bound)
+    pairs = []
+    # every node removed, keeping its neighbours (graph level) and as an edge file drops them
+    for w in range(g.n_nodes):
+        for file_level in (False, True):
+            pairs.append((h, _hist(_without(g, w, file_level=file_level), bound)))
+    # additions: a new node joined to up to D nodes of degree < D (random sets, and sets of one degree,
+    # the L2 worst case)
+    rng = np.random.default_rng(0)
+    deg = g.degrees()
+    room = np.flatnonzero(deg < bound)
+    for _ in range(400):
+        k = int(rng.integers(1, min(bound, room.size) + 1))
+        pairs.append((h, _hist(_with_node(g, rng.choice(room, size=k, replace=False)), bound)))
+    for d in np.unique(deg[room]):
+        same = room[deg[room] == d][:bound]
+        pairs.append((h, _hist(_with_node(g, same), bound)))
+    # through the node split, coins coupled by node id: a removed node on either side
+    for seed in range(3):
+        train, _ = split_nodes(g, 0.3, seed)
+        coin = {lab: True for lab in train.labels}
+        ht = _hist(train, bound)
+        for w in range(g.n_nodes):
+            smaller = _without(g, w, file_level=True)
+            keep = np.array([lab in coin for lab in smaller.labels])
+            pairs.append((ht, _hist(induced_subgraph(smaller, keep), bound)))
+    l1, l2sq = _worst(pairs)
+    assert l1 <= l1_bound and l2sq <= round(l2_bound ** 2)
+    # removals alone stay within the bound for the graph's own maximum degree
+    top = int(g.degrees().max())
+    assert _worst(pairs[: 2 * g.n_nodes])[0] <= 2 * top + 1
+
+
+@pytest.mark.parametrize("bound", [1, 2, 3, 5, 8])
+def test_node_histogram_sensitivity_is_tight_on_a_clique(bound: int) -> None:
+    """Removing one node of a clique on D + 1 nodes reaches L1 = 2D + 1 and L2^2 = 2D^2 + 2D + 1."""
+    n = bound + 1
+    edges = np.array([(u, v) for u in range(n) for v in range(u + 1, n)], dtype=np.int64).reshape(-1, 2)
+    g = GraphData(n_nodes=n, edges=edges, spec=_node_schema(bound).gspec, labels=tuple(map(str, range(n))))
+    h = _hist(g, bound)
+    l1_bound, l2_bound = dpdegree.node_sensitivities(bound)
+    worst = _worst([(h, _hist(_without(g, w, file_level=False), bound)) for w in range(n)])
+    assert worst == (l1_bound, round(l2_bound ** 2))
+
+
+def test_node_histogram_refuses_a_degree_above_the_bound() -> None:
+    g, _ = _node_graph("karate_club_edges.csv", 17)
+    with pytest.raises(InputError, match="above the schema's max_degree"):
+        dpdegree.degree_histogram(g, 16)
+
+
+def test_histogram_counts_post_processing() -> None:
+    exact = np.array([0, 3, 5, 2, 0, 1], dtype=np.float64)
+    assert dpdegree.histogram_counts(exact).tolist() == [0, 3, 5, 2, 0, 1]
+    noisy = np.array([-4.0, 7.4, 2.2, -1.0, 3.3, -0.5])
+    counts = dpdegree.histogram_counts(noisy)
+    assert counts.dtype == np.int64 and (counts >= 0).all() and int(counts.sum()) == round(noisy.sum())
+    assert counts[0] == 0 and counts[1] == counts.max()
+    assert int(dpdegree.histogram_counts(np.array([-9.0, -3.0, 1.0])).sum()) == 2
+
+
+@pytest.mark.parametrize("noise", ["laplace", "gaussian"])
+def test_dpdegree_node_unit_card_mechanism_and_output(monkeypatch: pytest.MonkeyPatch, noise: str) -> None:
+    bound = 40
+    g, schema = _node_graph("les_miserables_edges.csv", bound)
+    calls = _capture(monkeypatch, dpdegree)
+    spend = PrivacySpend(epsilon=3.0, delta=1e-6)
+    model = DPDegreeGenerator(noise=noise).fit(g, schema, spend)
+    card = model.card
+    assert card.unit_of_privacy == ("one node with all its edges (add/remove one node; every node has degree at "
+                                    "most 40)")
+    assert card.parameters["l1_sensitivity"] == 2 * bound + 1 == 81
+    assert math.isclose(card.parameters["l2_sensitivity"] ** 2, 2 * bound ** 2 + 2 * bound + 1)
+    assert card.parameters["unit"] == "node" and card.parameters["degree_bound"] == bound
+    assert "max_degree" not in card.parameters  # the statement's edge-level degree-cap sentence does not apply
+    # one measurement: the histogram over 0..D, at the node-level sensitivity, with the whole budget
+    assert len(calls) == 1
+    fn, shape, sens, budget = calls[0]
+    assert shape == (bound + 1,)
+    if noise == "laplace":
+        assert fn == "laplace_measure" and sens == 81 and budget == 3.0
+        assert card.spend.delta == 0.0 and card.spend.epsilon <= 3.0
+        assert "pure epsilon-DP" in card.accounting and "2D+1" in card.accounting
+    else:
+        assert fn == "gaussian_measure" and math.isclose(sens, math.sqrt(3281))
+        assert math.isclose(budget, common.graph_rho(spend))
+        assert card.spend.epsilon <= 3.0 and card.spend.delta <= 1e-6
+        assert card.parameters["spent_structure"] <= card.spend.rho
+    # nothing before the noise depends on the graph: another graph, the same call
+    other, _ = _node_graph("karate_club_edges.csv", bound)
+    calls.clear()
+    DPDegreeGenerator(noise=noise).fit(other, _node_schema(bound), spend)
+    assert calls[0][1:] == (shape, sens, budget)
+    # output: fresh ids 0..n-1, n the noisy histogram's sum, a valid canonical graph; seeded sampling
+    n = model.estimated_rows
+    assert n >= 2 and card.parameters["node_count"] == n
+    syn = model.sample(n, 5)
+    assert syn.n_nodes == n and syn.labels == tuple(str(i) for i in range(n))
+    assert syn.n_edges == 0 or ((syn.edges[:, 0] < syn.edges[:, 1]).all() and syn.edges.max() < n)
+    assert np.array_equal(model.sample(n, 5).edges, syn.edges)
+    assert model.sample(50, 1).n_nodes == 50
+    pickle.loads(pickle.dumps(model))
+
+
+def test_dpdegree_node_unit_is_close_at_large_epsilon() -> None:
+    g, schema = _node_graph("les_miserables_edges.csv", 36)
+    model = DPDegreeGenerator(noise="laplace", model="configuration").fit(g, schema, PrivacySpend(epsilon=2000.0))
+    assert abs(model.estimated_rows - g.n_nodes) <= 3
+    assert abs(int(model.sequences[0].sum()) - 2 * g.n_edges) <= 20
+    syn = model.sample(model.estimated_rows, 0)
+    assert abs(syn.n_edges - g.n_edges) <= 40
+
+
+def test_node_unit_refusals_before_any_charge() -> None:
+    schema = _node_schema(40)
+    with pytest.raises(InputError, match="dpdk2: unit node is not supported yet \\(use dpdegree\\)"):
+        DPDK2Generator().check_schema(schema)
+    attrs = Schema.from_dict({**schema.to_dict(), "columns": {"c": {"type": "categorical", "categories": ["a"]}}})
+    with pytest.raises(InputError, match="dpdegree: node attributes with unit node are not supported yet"):
+        DPDegreeGenerator().check_schema(attrs)
+    DPDegreeGenerator().check_schema(schema)

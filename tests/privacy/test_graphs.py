@@ -19,6 +19,7 @@ from privacy.graphs import (
     parse_synthetic_graph,
     read_graph,
     split_edges,
+    split_nodes,
 )
 from privacy.infer import draft_yaml, infer_graph_schema
 from privacy.schema import Schema
@@ -103,8 +104,8 @@ def test_integer_ids_are_canonical_text() -> None:
 
 
 def test_schema_block_is_validated() -> None:
-    with pytest.raises(InputError, match="unit 'node'.*not supported yet"):
-        schema(unit="node")
+    with pytest.raises(InputError, match="unit must be 'edge' or 'node'"):
+        schema(unit="vertex")
     with pytest.raises(InputError, match="node_count makes the node set public"):
         schema(nodes="bought")
     with pytest.raises(InputError, match="unknown keys: colour"):
@@ -215,3 +216,86 @@ def test_edge_frame_of_an_empty_graph() -> None:
     g = conform("0 1\n")[0].with_edges(np.zeros((0, 2), dtype=np.int64))
     assert g.edge_frame().height == 0 and g.node_frame().height == 6
     assert isinstance(g.edge_frame(), pl.DataFrame)
+
+
+# -- node-level DP (unit: node) -------------------------------------------------------------------
+
+NODE_UNIT = {"kind": "graph", "graph": {"unit": "node", "nodes": "bought", "max_degree": 3, "id_type": "string"}}
+
+
+def node_schema(**graph: object) -> Schema:
+    raw = copy.deepcopy(NODE_UNIT)
+    raw["graph"].update(graph)  # type: ignore[union-attr]
+    return Schema.from_dict(raw)
+
+
+def test_node_unit_schema_needs_a_degree_bound_and_a_bought_node_set() -> None:
+    s = node_schema()
+    assert s.gspec.node_unit and Schema.from_dict(s.to_dict()) == s
+    assert s.gspec.privacy_unit() == ("one node with all its edges (add/remove one node; every node has degree "
+                                      "at most 3)")
+    assert not schema().gspec.node_unit
+    refusals = [
+        ({"max_degree": None}, "unit 'node' needs a public degree bound max_degree"),
+        ({"nodes": "public", "node_count": 6, "id_type": "integer"}, "unit 'node' needs nodes: bought"),
+        ({"nodes": "public"}, "unit 'node' needs nodes: bought"),
+        ({"directed": True}, "unit 'node' for directed graphs is not supported yet"),
+        ({"max_degree": 0}, "max_degree must be in"),
+    ]
+    for change, message in refusals:
+        with pytest.raises(InputError, match=message) as err:
+            node_schema(**change)
+        assert "\n" not in str(err.value)
+
+
+def test_node_unit_refuses_a_node_above_the_degree_bound() -> None:
+    star = "hub a\nhub b\nhub c\nhub d\nx a\ny a\nz a\n"  # hub and a have degree 4 > 3
+    with pytest.raises(InputError) as err:
+        conform(star, node_schema())
+    msg = str(err.value)
+    assert msg == "e: 2 nodes have degree above the schema's max_degree 3 (unit: node covers graphs of degree " \
+                  "at most max_degree)"
+    assert "hub" not in msg and "\n" not in msg
+    g, r = conform(star, node_schema(max_degree=4))
+    assert g.n_nodes == 8 and int(g.degrees().max()) == 4
+    # edge-level schemas keep max_degree as a cap for generators: no refusal at conform
+    edge = Schema.from_dict({"kind": "graph", "graph": {"nodes": "bought", "id_type": "string", "max_degree": 3}})
+    assert conform(star, edge)[0].n_edges == 7
+    # a stored synthetic graph may exceed the bound by chance (post-processing): read back without refusal
+    nodes = "node\n" + "\n".join(g.labels) + "\n"
+    back = parse_synthetic_graph(g.edge_frame().write_csv().encode(), nodes.encode(), node_schema())
+    assert back.n_edges == 7 and back.spec == node_schema().gspec
+
+
+def test_split_nodes_is_one_coin_per_node_and_keeps_induced_subgraphs() -> None:
+    sch = Schema.from_dict({"kind": "graph", "graph": {
+        "unit": "node", "nodes": "bought", "max_degree": 40, "id_type": "string",
+        "edges": {"format": "csv", "source": "source", "target": "target"}, "ignore": ["weight"]}})
+    g = read_graph(DATA / "les_miserables_edges.csv", None, sch)[0]
+    train, holdout = split_nodes(g, 0.2, seed=4)
+    # every node on exactly one side, by its own coin (index order = sorted ids)
+    from privacy.split import split_mask
+
+    mask = split_mask(g.n_nodes, 0.2, 4)
+    assert holdout.labels == tuple(lab for lab, h in zip(g.labels, mask) if h)
+    assert train.labels == tuple(lab for lab, h in zip(g.labels, mask) if not h)
+    assert train.n_nodes + holdout.n_nodes == g.n_nodes and not set(train.labels) & set(holdout.labels)
+    # induced subgraphs: exactly the real edges with both ends on that side
+    real = {frozenset((g.labels[u], g.labels[v])) for u, v in g.edges.tolist()}
+    for part in (train, holdout):
+        side = set(part.labels)
+        got = {frozenset((part.labels[u], part.labels[v])) for u, v in part.edges.tolist()}
+        assert got == {e for e in real if e <= side}
+        assert (part.edges[:, 0] < part.edges[:, 1]).all() if part.n_edges else True
+    crossing = sum(1 for e in real if len(e & set(train.labels)) == 1)
+    assert train.n_edges + holdout.n_edges + crossing == g.n_edges
+    # deterministic for the seed; another seed, another split
+    again = split_nodes(g, 0.2, seed=4)
+    assert again[0].labels == train.labels and np.array_equal(again[0].edges, train.edges)
+    assert split_nodes(g, 0.2, seed=5)[1].labels != holdout.labels
+    # the source's unit decides the split
+    from privacy.dataset import split_source
+
+    assert split_source(g, sch, 0.2, 4)[1].labels == holdout.labels
+    with pytest.raises(InputError, match="too small to split into training and holdout nodes"):
+        split_nodes(conform("a b\nc d\n", node_schema())[0], 0.5, 1)

@@ -31,6 +31,31 @@ Privacy argument
    or one node's attribute values". Parts compose by adding rho (Gaussian) or by basic composition
    of (epsilon, delta) (Laplace).
 
+Node-level DP (``unit: node``)
+------------------------------
+The schema declares a public degree bound ``D`` (``max_degree``) and a bought node set; graphs with
+a node above ``D`` are refused at registration (``conform_graph``), so every graph here has maximum
+degree ``<= D``. Neighbouring graphs differ in one node ``w`` and all its edges.
+
+1. **The query**: the degree histogram ``H(G) = (#nodes of degree j)_{j=0..D}`` (length ``D + 1``,
+   public). Nothing else is read; the node count is not measured separately.
+2. **Sensitivity**: removing ``w`` (degree ``k <= D``) takes ``w`` out of its bin (1 change) and moves
+   each of its ``k`` neighbours down one bin (2 changes each): **L1 <= 2D + 1**. For L2 write
+   ``n_j`` for the neighbours of degree ``j``; the change at bin ``j`` is ``n_{j+1} - n_j - [deg w
+   = j]``. Since ``(a - b)^2 <= a^2 + b^2`` for ``a, b >= 0``, the neighbours alone give at most
+   ``2 sum n_j^2 <= 2 k^2``, and ``w``'s own -1 adds ``-2 x_{deg w} + 1 <= 2 n_{deg w} + 1 <= 2k + 1``
+   (``x`` the neighbours' vector); so **L2^2 <= 2D^2 + 2D + 1**, reached by a clique on ``D + 1``
+   nodes (bin ``D`` loses ``D + 1``, bin ``D - 1`` gains ``D``). In an edge file a neighbour whose
+   only edge was to ``w`` disappears instead of moving to bin 0, which only lowers both norms; with
+   ``split_nodes`` (coins coupled by node) a removed holdout node changes the training histogram
+   only in bin 0, by at most ``D``. Adding a node is the reverse. Enumerated in the tests.
+3. **Noise**: discrete Gaussian with ``sigma = sqrt(2D^2 + 2D + 1) / sqrt(2 rho)`` (zCDP), or discrete
+   Laplace with scale ``(2D + 1) / epsilon`` (pure epsilon); the whole budget goes to the histogram.
+4. **Post-processing**: the node count is ``max(2, round(sum of the noisy bins))``; the noisy
+   histogram is projected (least squares) onto the non-negative histograms with that sum, rounded
+   by largest remainders, and expanded to a degree sequence (clipped to ``[0, n - 1]``; an odd sum
+   loses one from the largest degree). Node ids are fresh (``"0"`` .. ``"n-1"``).
+
 Sampling (post-processing, seeded numpy generator): the sorted sequence loses which node had
 which degree, so degrees go to a uniformly random permutation of the node ids (directed: the
 k-th largest out- and in-degree go to the same node, a comonotone pairing); then Chung-Lu
@@ -50,6 +75,8 @@ import polars as pl
 
 from privacy.errors import InputError
 from privacy.generators.graph.common import (
+    GraphBudget,
+    GraphEpsilonBudget,
     NodeAttributeModel,
     buy_node_count,
     buy_node_count_laplace,
@@ -60,6 +87,7 @@ from privacy.generators.graph.common import (
     degree_class_lows,
     fit_node_attributes,
     gaussian_measure,
+    graph_rho,
     laplace_measure,
     plan_graph_budget,
     plan_graph_epsilon,
@@ -144,6 +172,11 @@ class DPDegreeGenerator:
         """Refuse, from the schema alone (before any budget is charged), what dpdegree cannot do."""
         if not schema.is_graph:
             raise InputError("dpdegree needs a graph schema (kind: graph)")
+        if schema.gspec.node_unit:
+            if schema.columns:
+                raise InputError("dpdegree: node attributes with unit node are not supported yet")
+            if schema.gspec.directed or schema.gspec.max_degree is None or schema.gspec.public_nodes:
+                raise InputError("dpdegree: unit node needs an undirected graph, max_degree and nodes: bought")
         if schema.columns and not schema.gspec.public_nodes:
             raise InputError("dpdegree: node attributes with nodes: bought are not supported yet "
                              "(declare the node set public)")
@@ -153,6 +186,8 @@ class DPDegreeGenerator:
         """Fit on the conformed training graph, spending at most ``spend`` (edge-level DP)."""
         self.check_schema(schema)
         spec = schema.gspec
+        if spec.node_unit:
+            return self._fit_node_unit(data, schema, spend, progress)
         directed = spec.directed
         gaussian = self.noise == "gaussian"
         report(progress, "dpdegree: planning the budget", 0.0)
@@ -299,6 +334,144 @@ class DPDegreeGenerator:
             name=self.name, parameters=params, library_versions=library_versions(), spend=card_spend,
             accounting=accounting, unit_of_privacy=unit, domain_sources=domain_sources, notes=notes,
         )
+
+
+    # -- node-level DP ---------------------------------------------------------------------------
+
+    def _fit_node_unit(self, data: GraphData, schema: Schema, spend: PrivacySpend,
+                       progress: Progress | None) -> "DPDegreeModel":
+        """Node-level DP: the noisy degree histogram over 0..D (see the module docstring)."""
+        spec = schema.gspec
+        bound = spec.max_degree
+        assert bound is not None  # check_schema
+        gaussian = self.noise == "gaussian"
+        report(progress, "dpdegree: planning the budget (unit: node)", 0.0)
+        if gaussian:
+            rb: GraphBudget | None = GraphBudget(rho_nodes=0.0, rho_attributes=0.0, rho_structure=graph_rho(spend))
+            eb: GraphEpsilonBudget | None = None
+        else:
+            rb = None
+            eb = GraphEpsilonBudget(eps_nodes=0.0, eps_attributes=0.0, eps_structure=float(spend.epsilon),
+                                    delta=0.0, rho_attributes=0.0)
+        l1, l2 = node_sensitivities(bound)
+        true = degree_histogram(data, bound)
+        report(progress, f"dpdegree: measuring the degree histogram ({true.size} bins)", 0.1)
+        if rb is not None:
+            noisy, scale, spent = gaussian_measure(true, l2, rb.rho_structure)
+        else:
+            assert eb is not None
+            noisy, scale, spent = laplace_measure(true, l1, eb.eps_structure)
+        del true
+        counts = histogram_counts(noisy)
+        del noisy
+        n = int(counts.sum())
+        seq = np.repeat(np.arange(bound + 1, dtype=np.int64), counts)[::-1]
+        seq = np.clip(seq, 0, n - 1)
+        if int(seq.sum()) % 2:
+            seq = lower_sum(seq, 1)
+        card = self._node_card(spec, spend, n, rb, eb, scale, spent, l1, l2, seq)
+        report(progress, "dpdegree: done", 1.0)
+        return DPDegreeModel(card=card, spec=spec, n_nodes=n, labels=None, sequences=(seq,), model=self.model,
+                             attributes=None)
+
+    def _node_card(self, spec: GraphSpec, spend: PrivacySpend, n: int, rb: "GraphBudget | None",
+                   eb: "GraphEpsilonBudget | None", scale: float, spent: float, l1: int, l2: float,
+                   seq: np.ndarray) -> GeneratorCard:
+        bound = spec.max_degree
+        what = (f"degree histogram over bins 0..{bound} (every node has degree at most {bound}, the schema's "
+                f"max_degree): L1 sensitivity {l1} = 2D+1, L2 sensitivity sqrt({l2 * l2:.0f}) = "
+                f"sqrt(2D^2+2D+1) (removing one node takes it out of its bin and moves each of its at most D "
+                f"neighbours down one bin); ")
+        if rb is not None:
+            accounting = (f"zero-concentrated DP: rho {rb.total:.6g} from OpenDP's conversion of (epsilon "
+                          f"{spend.epsilon}, delta {spend.delta}), all on one measurement: " + what
+                          + f"discrete Gaussian sigma {scale:.6g}, rho {spent:.6g} (OpenDP's map). The node count "
+                          "is the sum of the noisy histogram (post-processing). Noise from OpenDP (OS entropy).")
+            card_spend = PrivacySpend(epsilon=spend.epsilon, delta=spend.delta, rho=rb.total)
+        else:
+            assert eb is not None
+            accounting = ("pure epsilon-DP, one measurement: " + what
+                          + f"discrete Laplace scale {scale:.6g}, epsilon {spent:.6g} (OpenDP's map). The node "
+                          "count is the sum of the noisy histogram (post-processing). Noise from OpenDP (OS "
+                          "entropy).")
+            card_spend = PrivacySpend(epsilon=min(float(spend.epsilon), spent), delta=0.0)
+        params: dict[str, Any] = {
+            "model": self.model,
+            "noise": self.noise,
+            "unit": "node",
+            "measurement": "degree histogram",
+            "degree_bound": bound,
+            "histogram_bins": int(bound) + 1 if bound is not None else None,
+            "node_count": n,
+            "node_count_source": "DP estimate (sum of the noisy degree histogram)",
+            "l1_sensitivity": l1,
+            "l2_sensitivity": l2,
+            "noise_scale": scale,
+            "spent_structure": spent,
+            "edges_expected": int(seq.sum()) // 2,
+        }
+        if rb is not None:
+            params.update(rho=rb.total, rho_parts={"structure": rb.rho_structure})
+        else:
+            params.update(epsilon_parts={"structure": eb.eps_structure if eb is not None else 0.0})
+        domain_sources = {
+            "degree bound D": "schema (max_degree; a graph with a node above it is refused at registration)",
+            "histogram bins 0..D": "schema (max_degree)",
+            "degree histogram": "DP measurement (noisy histogram, projected onto non-negative histograms)",
+            "node count": "the sum of the noisy degree histogram (post-processing)",
+            "node ids": "fresh ids 0..n-1 (the real node set is protected)",
+            "sensitivities and noise scales": "the unit of privacy, max_degree and the options (noise)",
+        }
+        notes = (
+            "noise comes from OpenDP's samplers (OS entropy) during fit; the seed only drives sampling",
+            "node-level DP: the histogram does not say which node had which degree; the synthetic graph has "
+            "fresh node ids",
+            f"graph construction: {self.model} (self-loops and multi-edges never emitted)",
+        )
+        return GeneratorCard(
+            name=self.name, parameters=params, library_versions=library_versions(), spend=card_spend,
+            accounting=accounting, unit_of_privacy=spec.privacy_unit(), domain_sources=domain_sources, notes=notes,
+        )
+
+
+def node_sensitivities(bound: int) -> tuple[int, float]:
+    """L1 and L2 sensitivity of the degree histogram over ``0..bound`` under one node added/removed."""
+    d = int(bound)
+    return 2 * d + 1, math.sqrt(2 * d * d + 2 * d + 1)
+
+
+def degree_histogram(data: GraphData, bound: int) -> np.ndarray:
+    """The number of nodes of each degree ``0..bound`` (every node, isolated ones included). Sensitive.
+
+    A degree above ``bound`` is outside the unit-node domain (``conform_graph`` refuses such a graph at
+    registration and induced subgraphs only lower degrees): refused here too rather than measured
+    with a sensitivity that does not hold.
+    """
+    deg = data.degrees()
+    if deg.size and int(deg.max()) > int(bound):
+        raise InputError("dpdegree: the graph has a node above the schema's max_degree (outside the unit-node "
+                         "domain; such a graph is refused at registration)")
+    return np.bincount(deg, minlength=int(bound) + 1).astype(np.int64)
+
+
+def histogram_counts(noisy: np.ndarray) -> np.ndarray:
+    """Non-negative integer counts from a noisy histogram: the total ``max(2, round(sum))``, the least
+    squares projection onto non-negative vectors with that total, rounded by largest remainders."""
+    y = np.asarray(noisy, dtype=np.float64)
+    total = max(2, int(round(float(y.sum()))))
+    # projection onto {h >= 0, sum h = total}: h = max(y - tau, 0) for the tau that gives the total
+    u = np.sort(y)[::-1]
+    css = np.cumsum(u) - total
+    k = np.arange(1, u.size + 1)
+    rho = int(np.flatnonzero(u - css / k > 0)[-1])
+    tau = css[rho] / (rho + 1)
+    h = np.maximum(y - tau, 0.0)
+    base = np.floor(h).astype(np.int64)
+    short = total - int(base.sum())
+    if short > 0:
+        frac = h - base
+        base[np.argsort(-frac, kind="stable")[:short]] += 1
+    return base
 
 
 class DPDegreeModel:

@@ -545,6 +545,8 @@ class DPDK2Generator:
         if not schema.is_graph:
             raise InputError("dpdk2 needs a graph schema (kind: graph)")
         spec = schema.gspec
+        if spec.node_unit:
+            raise InputError("dpdk2: unit node is not supported yet (use dpdegree)")
         if spec.directed:
             raise InputError("dpdk2 for directed graphs is not supported yet (use dpdegree)")
         if self.max_degree is None and spec.max_degree is None:

@@ -55,22 +55,41 @@ The four phases
 Mechanisms and accounting
 -------------------------
 ``mechanism="gaussian"`` (default when delta > 0): zCDP. ``rho`` from the spend (``graph_rho``),
-split by the public shares ``init_share``, ``adjust_share``, ``extract_share`` (relative weights,
+less the node-attribute part when there is one (below), split by the public shares ``init_share``, ``adjust_share``, ``extract_share`` (relative weights,
 default 1/3 each, the paper's split of epsilon). Discrete Gaussian (OpenDP's exact sampler, OS
 entropy) with ``sigma = 1 / sqrt(2 rho_1)`` on the super-graph counts; per selection
 ``rho_sel = rho_2 / (2 P)`` and Gumbel scale ``1 / sqrt(8 rho_sel)`` (a monotone
 sensitivity-1 noisy max is ``1/scale``-bounded-range, hence ``1 / (8 scale^2)``-zCDP, Cesar &
 Rogers 2021; OpenDP's map); ``sigma = 1 / sqrt(rho_3)`` on the degrees (L2 sqrt 2) and
-``1 / sqrt(2 rho_3)`` on the pair counts (L2 1). Total ``rho_1 + rho_2 + rho_3 = rho``.
+``1 / sqrt(2 rho_3)`` on the pair counts (L2 1). Total ``rho_1 + rho_2 + rho_3`` = the structure's rho.
 
 ``mechanism="laplace"`` (the paper's, and the default when delta = 0): pure epsilon-DP with the
 same structure: discrete Laplace of scale ``1 / eps_1`` on the super-graph counts, Gumbel
 noisy max of scale ``2 P / eps_2`` per selection (monotone: ``eps_2 / (2 P)`` each), discrete
 Laplace of scale ``2 / eps_3`` on the degrees (L1 2) and ``1 / eps_3`` on the pair counts (L1 1).
-The spend is ``(epsilon, 0)``, at most what was reserved.
+The spend is ``(epsilon, 0)``, at most what was reserved (with node attributes ``(epsilon, delta)``:
+below).
+
+Node attributes
+---------------
+When the schema has node-attribute columns (public node set only), ``attribute_share`` (default
+0.2, as dpdegree) of the budget goes to ``common.fit_node_attributes``: MST on one row per node
+(its attributes and its public log-spaced degree class) with ``rho_attributes / 16`` (one edge
+substitutes two rows: 4 add/remove steps, zCDP group privacy 4^2 = 16; see ``common``). The rest
+is the structure's budget, split by the phase shares as above. The unit of privacy becomes "one
+edge, or one node's attribute values": the structure phases never read the attributes (a change
+of one node's values costs them nothing) and MST's part is ``rho_attributes``-zCDP for either kind
+of change (one node's values substitute one row: 2 steps, ``4 rho_mst <= rho_attributes``).
+Composition: ``gaussian``: the structure's rho plus ``rho_attributes`` = the spend's rho.
+``laplace``: the structure is ``epsilon_structure``-DP (pure), MST runs with the rho that OpenDP
+converts to ``(epsilon_attributes, delta)`` (``common.plan_graph_epsilon``; delta > 0 needed), and
+basic composition gives ``(epsilon_structure + epsilon_attributes, delta)`` = ``(epsilon, delta)``.
+At sampling each node's attributes are drawn from MST's rows of its degree class *in the synthetic
+graph* (its realised degree): post-processing. They are synthetic values, not the node's real
+ones, even though the node ids are kept.
 
 The model holds the public node ids, each node's final community, the post-processed noisy
-intra-degrees and pair counts: no edge of the real graph.
+intra-degrees and pair counts and (with node attributes) MST's model: no edge of the real graph.
 """
 
 from __future__ import annotations
@@ -82,15 +101,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from privacy.errors import InputError
 from privacy.generators.graph.common import (
+    NodeAttributeModel,
     check_sample_n,
     check_seed,
     chung_lu,
+    degree_class_lows,
+    fit_node_attributes,
     gaussian_measure,
     graph_rho,
     laplace_measure,
+    plan_graph_budget,
+    plan_graph_epsilon,
 )
 from privacy.generators.tabular.base import GeneratorCard, Progress
 from privacy.generators.tabular.marginal import report
@@ -100,6 +125,8 @@ from privacy.spend import PrivacySpend
 
 MECHANISMS = ("gaussian", "laplace")
 DEFAULT_SHARES = {"init": 1 / 3, "adjust": 1 / 3, "extract": 1 / 3}
+#: the budget fraction for node attributes when the schema has them (as dpdegree's)
+DEFAULT_ATTRIBUTE_SHARE = 0.2
 #: the paper's N1 (nodes per initial group) as in the reference code
 DEFAULT_GROUP_SIZE = 20
 #: super-graph counts at or below this many noise s.d. are dropped before Louvain (post-processing)
@@ -137,6 +164,29 @@ class Plan:
     @property
     def unit(self) -> str:
         return "rho" if self.mechanism == "gaussian" else "epsilon"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The spend split between the structure (the four phases) and node attributes. Public."""
+
+    mechanism: str
+    #: rho (gaussian) or epsilon (laplace) of the structure: ``Plan.budget``
+    structure: float
+    #: the node-attribute part in the same unit (rho or epsilon); 0 without node attributes
+    attributes: float
+    #: MST's part as zCDP rho (``attributes`` itself for gaussian; OpenDP's conversion of
+    #: ``(attributes, delta)`` for laplace); 0 without node attributes
+    rho_attributes: float
+    #: the delta of the whole guarantee (laplace without node attributes: 0)
+    delta: float
+    #: the attribute share actually taken (0 without node attributes)
+    attribute_share: float
+
+    @property
+    def total(self) -> float:
+        """The whole budget: rho (gaussian) or epsilon (laplace)."""
+        return self.structure + self.attributes
 
 
 def plan(mechanism: str, budget: float, shares: dict[str, float], n_nodes: int, group_size: int,
@@ -499,7 +549,9 @@ class PrivGraphGenerator:
     N1, default 20). ``resolution``: Louvain's resolution on the super-graph (the paper's t,
     default 1). ``super_threshold``: super-graph counts at or below this many noise standard
     deviations are dropped before Louvain (default 3; post-processing). ``adjust_passes``: passes of
-    the community adjustment over all nodes (default 1).
+    the community adjustment over all nodes (default 1). ``attribute_share``: the fraction of the
+    budget for node attributes when the schema has them (default 0.2, as dpdegree; MST, see the
+    module docstring); the rest is the structure's, split by the phase shares.
     """
 
     name = "privgraph"
@@ -507,7 +559,8 @@ class PrivGraphGenerator:
     def __init__(self, *, mechanism: str | None = None, init_share: float = DEFAULT_SHARES["init"],
                  adjust_share: float = DEFAULT_SHARES["adjust"], extract_share: float = DEFAULT_SHARES["extract"],
                  group_size: int = DEFAULT_GROUP_SIZE, resolution: float = 1.0, adjust_passes: int = 1,
-                 super_threshold: float = DEFAULT_SUPER_THRESHOLD) -> None:
+                 super_threshold: float = DEFAULT_SUPER_THRESHOLD,
+                 attribute_share: float = DEFAULT_ATTRIBUTE_SHARE) -> None:
         if mechanism is not None and (not isinstance(mechanism, str) or mechanism not in MECHANISMS):
             raise InputError(f"privgraph: mechanism ({mechanism!r}) must be one of {', '.join(MECHANISMS)}")
         self.mechanism = mechanism
@@ -521,15 +574,31 @@ class PrivGraphGenerator:
                 or not 0 <= super_threshold <= 100:
             raise InputError(f"privgraph: super_threshold ({super_threshold!r}) must be a number in [0, 100]")
         self.super_threshold = float(super_threshold)
+        if isinstance(attribute_share, bool) or not isinstance(attribute_share, (int, float)) \
+                or not (math.isfinite(attribute_share) and 0 < attribute_share < 1):
+            raise InputError(f"privgraph: attribute_share ({attribute_share!r}) must be a number in (0, 1)")
+        self.attribute_share = float(attribute_share)
 
-    def _budget(self, spend: PrivacySpend) -> tuple[str, float]:
+    def _budget(self, spend: PrivacySpend, schema: Schema) -> Budget:
+        """The mechanism and the public split of ``spend`` (structure, node attributes)."""
         mechanism = self.mechanism or ("gaussian" if spend.delta > 0 else "laplace")
-        if mechanism == "laplace":
-            return mechanism, float(spend.epsilon)
-        if spend.delta <= 0:
-            raise InputError(f"privgraph: delta ({spend.delta}) must be > 0 for mechanism 'gaussian' (zCDP gives "
-                             f"(epsilon, delta)-DP only for delta > 0); use mechanism 'laplace' for delta 0")
-        return mechanism, graph_rho(spend)
+        share = self.attribute_share if schema.columns else 0.0
+        if mechanism == "gaussian":
+            if spend.delta <= 0:
+                raise InputError(f"privgraph: delta ({spend.delta}) must be > 0 for mechanism 'gaussian' (zCDP "
+                                 f"gives (epsilon, delta)-DP only for delta > 0); use mechanism 'laplace' for "
+                                 f"delta 0")
+            if not schema.columns:
+                return Budget(mechanism, graph_rho(spend), 0.0, 0.0, float(spend.delta), 0.0)
+            rb = plan_graph_budget(spend, schema, attribute_share=self.attribute_share)
+            return Budget(mechanism, rb.rho_structure, rb.rho_attributes, rb.rho_attributes, float(spend.delta),
+                          share)
+        if schema.columns and spend.delta <= 0:
+            raise InputError(f"privgraph: delta ({spend.delta}) must be > 0 with node attributes: they are "
+                             f"synthesized with MST, whose Gaussian noise is zCDP (mechanism 'laplace' is pure "
+                             f"epsilon-DP for the structure only)")
+        eb = plan_graph_epsilon(spend, schema, attribute_share=self.attribute_share)
+        return Budget(mechanism, eb.eps_structure, eb.eps_attributes, eb.rho_attributes, eb.delta, share)
 
     def check_schema(self, schema: Schema) -> None:
         """Refuse, from the schema alone (before any budget is charged), what privgraph cannot do yet."""
@@ -540,8 +609,6 @@ class PrivGraphGenerator:
             raise InputError("privgraph: directed graphs are not supported yet (use dpdegree)")
         if not spec.public_nodes:
             raise InputError("privgraph: a bought node set is not supported yet (declare the node set public)")
-        if schema.columns:
-            raise InputError("privgraph: node attributes are not supported yet (drop them from the schema)")
 
     def fit(self, data: GraphData, schema: Schema, spend: PrivacySpend, *, progress: Progress | None = None
             ) -> "PrivGraphModel":
@@ -551,9 +618,9 @@ class PrivGraphGenerator:
         if data.spec != spec:
             raise InputError("the graph was conformed with another graph block than the schema's")
         # everything public first: mechanism, budget split, noise scales (node count is public here)
-        mechanism, budget = self._budget(spend)
+        budget = self._budget(spend, schema)
         n = data.n_nodes
-        p = plan(mechanism, budget, self.shares, n, self.group_size, self.adjust_passes)
+        p = plan(budget.mechanism, budget.structure, self.shares, n, self.group_size, self.adjust_passes)
         rng = np.random.default_rng()  # OS entropy: the groups and the visiting order, never a user seed
         edges = canonical_edges(data.edges, False)
 
@@ -577,35 +644,63 @@ class PrivGraphGenerator:
             degrees[members] = rescale_degrees(deg_noisy[members], noise_sd, sizes[c] - 1, totals[c])
         pairs = round_keep_total(norm_sub(pairs_noisy))
         spent = {"init": spent_init, "adjust": spent_adjust, "extract": max(spent_deg, spent_pairs)}
+
+        # node attributes: MST on (attributes, degree class), its own part of the budget (see the docstring)
+        attrs: NodeAttributeModel | None = None
+        if schema.columns:
+            report(progress, "privgraph: node attributes through MST", 0.85)
+            attrs = fit_node_attributes(data, schema, budget.rho_attributes, degree_class_lows(n), spend=spend)
         card = _card(p, spend, schema, spent, spent_deg, spent_pairs, self.resolution, k0, k, degrees, pairs,
-                     self.super_threshold)
+                     self.super_threshold, budget=budget, attrs=attrs)
         report(progress, "privgraph: done", 1.0)
         return PrivGraphModel(card=card, spec=spec, labels=data.labels, community=community, degrees=degrees,
-                              pairs=pairs, k=k)
+                              pairs=pairs, k=k, attributes=attrs)
 
 
 def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float], spent_deg: float,
           spent_pairs: float, resolution: float, k0: int, k: int, degrees: np.ndarray, pairs: np.ndarray,
-          super_threshold: float = DEFAULT_SUPER_THRESHOLD) -> GeneratorCard:
+          super_threshold: float = DEFAULT_SUPER_THRESHOLD, *, budget: Budget | None = None,
+          attrs: NodeAttributeModel | None = None) -> GeneratorCard:
     used = sum(spent.values())
     parts = p.parts
     u = p.unit
+    if budget is None:  # the structure alone (no node attributes)
+        budget = Budget(p.mechanism, p.budget, 0.0, 0.0, float(spend.delta) if p.mechanism == "gaussian" else 0.0,
+                        0.0)
+    attr_used = attrs.rho if attrs is not None else 0.0  # MST's part as rho (group factor included)
     if p.mechanism == "gaussian":
-        head = (f"zero-concentrated DP: rho = {p.budget:.6g} from OpenDP's conversion of (epsilon {spend.epsilon}, "
-                f"delta {spend.delta}); phases composed by adding rho (sum {used:.6g})")
+        if attrs is None:
+            head = (f"zero-concentrated DP: rho = {p.budget:.6g} from OpenDP's conversion of (epsilon "
+                    f"{spend.epsilon}, delta {spend.delta}); phases composed by adding rho (sum {used:.6g})")
+        else:
+            head = (f"zero-concentrated DP: rho = {budget.total:.6g} from OpenDP's conversion of (epsilon "
+                    f"{spend.epsilon}, delta {spend.delta}), split by the public attribute share "
+                    f"{budget.attribute_share:g} into the structure, rho {p.budget:.6g}, and node attributes, rho "
+                    f"{budget.attributes:.6g}; the structure's phases and the attribute part composed by adding "
+                    f"rho (sum {used + attr_used:.6g})")
         mech = "discrete Gaussian (OpenDP, exact, OS entropy)"
         sens = "L2"
         deg_sens, sel = "sqrt(2)", "bounded range 1/scale, rho = 1/(8 scale^2)"
-        out_spend = PrivacySpend(epsilon=spend.epsilon, delta=spend.delta, rho=p.budget)
+        out_spend = PrivacySpend(epsilon=spend.epsilon, delta=spend.delta, rho=budget.total)
     else:
-        head = (f"pure epsilon-DP: epsilon = {p.budget:.6g}; phases composed by adding epsilon (sum {used:.6g}); "
-                f"delta 0")
+        if attrs is None:
+            head = (f"pure epsilon-DP: epsilon = {p.budget:.6g}; phases composed by adding epsilon (sum "
+                    f"{used:.6g}); delta 0")
+        else:
+            head = (f"pure epsilon-DP for the structure and, for node attributes, MST's zCDP part converted to "
+                    f"(epsilon_attributes, delta) by OpenDP: epsilon {budget.total:.6g} split by the public "
+                    f"attribute share {budget.attribute_share:g} into the structure, epsilon {p.budget:.6g} (phases "
+                    f"composed by adding epsilon, sum {used:.6g}), and node attributes, epsilon "
+                    f"{budget.attributes:.6g} with delta {budget.delta:g} (rho {budget.rho_attributes:.6g}); "
+                    f"composed by basic composition (epsilon {used + budget.attributes:.6g}, delta "
+                    f"{budget.delta:g})")
         mech = "discrete Laplace (OpenDP, OS entropy)"
         sens = "L1"
         deg_sens, sel = "2", "epsilon = 1/scale"
-        out_spend = PrivacySpend(epsilon=spend.epsilon, delta=0.0)
+        out_spend = PrivacySpend(epsilon=spend.epsilon, delta=budget.delta)
+    unit_text = "one edge" if attrs is None else "one edge, or one node's attribute values"
     accounting = (
-        f"{head}. Unit: one edge. (1) community initialisation, {u} {parts['init']:.6g}: {mech} of scale "
+        f"{head}. Unit: {unit_text}. (1) community initialisation, {u} {parts['init']:.6g}: {mech} of scale "
         f"{p.init_scale:.6g} on the {p.n_groups * (p.n_groups + 1) // 2} edge counts within and between "
         f"{p.n_groups} random groups of {p.group_size} nodes ({sens} sensitivity 1: an edge is in one count); "
         f"dropping the counts at or below {super_threshold:g} noise s.d. and Louvain on the rest are "
@@ -621,6 +716,15 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         f"changes either the degrees or one pair count, never both, so the phase costs the larger "
         f"({spent['extract']:.6g})."
     )
+    if attrs is not None:
+        accounting += (
+            f" (4) node attributes, rho {attrs.rho:.6g}" + (f" (from epsilon {budget.attributes:.6g}, delta "
+                                                            f"{budget.delta:g})" if p.mechanism == "laplace" else "")
+            + f": MST on one row per node (attributes and degree class) with rho {attrs.rho_mst:.6g} = "
+            f"{attrs.rho:.6g} / 16: one edge changes the degree class of two nodes, two substituted rows = 4 "
+            f"add/remove steps, zCDP group privacy 4^2; one node's attribute values substitute one row (cost "
+            f"at most the same). Phases (1)-(3) never read the attributes."
+        )
     params: dict[str, Any] = {
         "mechanism": p.mechanism,
         "budget_unit": u,
@@ -646,7 +750,16 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         "initial_communities": k0,
         "communities": k,
         "noisy_edges": float(degrees.sum() / 2 + pairs.sum()),
+        "attribute_share": budget.attribute_share,
+        "delta": budget.delta,
     }
+    # the whole split: the structure (the phases above) and node attributes
+    if p.mechanism == "gaussian":
+        params.update(rho=budget.total, rho_parts={"structure": p.budget, "attributes": budget.attributes})
+    else:
+        params.update(epsilon=budget.total, epsilon_parts={"structure": p.budget, "attributes": budget.attributes})
+    if attrs is not None:
+        params["attributes"] = attrs.describe()
     domain_sources = {
         "node set and ids": "schema (public node set)",
         "initial random groups": "OS entropy and the public node count (no data)",
@@ -655,7 +768,12 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         "edge count": "DP estimate: sum of noisy degrees / 2 plus the noisy pair counts",
         "noise scales": "the options (shares, group_size, adjust_passes) and the spend",
     }
-    notes = (
+    if attrs is not None:
+        domain_sources["node attribute domains"] = "schema (columns)"
+        domain_sources["degree classes"] = "public: log-spaced from the node count (0, 1, 2-3, 4-7, ...)"
+        domain_sources["node attributes"] = ("DP measurement (MST), drawn per node from its degree class in the "
+                                             "synthetic graph")
+    notes: tuple[str, ...] = (
         "after Yuan et al., PrivGraph (USENIX Security 2023); reference code github.com/Privacy-Graph/PrivGraph",
         "noise, the random groups, the visiting order and Louvain's randomness come from OS entropy during fit, "
         "never from a seed; the seed only drives sampling",
@@ -668,19 +786,27 @@ def _card(p: Plan, spend: PrivacySpend, schema: Schema, spent: dict[str, float],
         "counts are made non-negative keeping their noisy total (norm-sub)",
         "the exponential mechanism (OpenDP's Gumbel noisy max) samples with floating-point Gumbel noise",
     )
+    if attrs is not None:
+        notes += ("node attributes are synthetic: each node's values are drawn from MST's model given the node's "
+                  "degree class in the synthetic graph, not its real values (the node ids are kept)",)
+    unit = schema.gspec.privacy_unit()
+    if attrs is not None:
+        unit = f"{unit}, or one node's attribute values"
     return GeneratorCard(name=PrivGraphGenerator.name, parameters=params, library_versions=library_versions(),
-                         spend=out_spend, accounting=accounting, unit_of_privacy=schema.gspec.privacy_unit(),
+                         spend=out_spend, accounting=accounting, unit_of_privacy=unit,
                          domain_sources=domain_sources, notes=notes)
 
 
 class PrivGraphModel:
     """A fitted privgraph model: communities, noisy intra-degrees, noisy pair counts. Pickles.
 
-    Holds numpy arrays and public values only (no edge of the training graph).
+    Holds numpy arrays, public values and (with node attributes) MST's model: no edge of the
+    training graph.
     """
 
     def __init__(self, *, card: GeneratorCard, spec: Any, labels: tuple[str, ...], community: np.ndarray,
-                 degrees: np.ndarray, pairs: np.ndarray, k: int) -> None:
+                 degrees: np.ndarray, pairs: np.ndarray, k: int,
+                 attributes: NodeAttributeModel | None = None) -> None:
         self.card = card
         self.spec = spec
         self.labels = labels
@@ -688,6 +814,7 @@ class PrivGraphModel:
         self.degrees = degrees
         self.pairs = pairs
         self.k = k
+        self.attributes = attributes
 
     @property
     def estimated_rows(self) -> int:
@@ -701,6 +828,8 @@ class PrivGraphModel:
         (stubs paired at random; self-loops and repeats re-paired a few times, then dropped).
         Between communities ``a < b``: their noisy edge count, endpoints drawn proportionally to
         (noisy intra-degree + 1) on each side (the +1 lets nodes without intra edges take part).
+        With node attributes, each node's values are drawn from MST's model given its degree class
+        in the graph just built.
         """
         n = check_sample_n(n, len(self.labels), "privgraph")
         rng = np.random.default_rng(check_seed(seed))
@@ -717,9 +846,13 @@ class PrivGraphModel:
                 idx += 1
                 if m:
                     parts.append(self._between(members[a], members[b], m, rng))
-        edges = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
-        return GraphData(n_nodes=n, edges=canonical_edges(edges, False), spec=self.spec, labels=self.labels,
-                         nodes=None)
+        edges = canonical_edges(np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64), False)
+        table: pl.DataFrame | None = None
+        if self.attributes is not None:
+            # post-processing: each node's attributes given its degree class in this synthetic graph
+            realised = np.bincount(edges.ravel(), minlength=n) if edges.size else np.zeros(n, dtype=np.int64)
+            table = self.attributes.sample(realised, int(rng.integers(0, 2**62)))
+        return GraphData(n_nodes=n, edges=edges, spec=self.spec, labels=self.labels, nodes=table)
 
     def _between(self, left: np.ndarray, right: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
         """``m`` distinct edges left x right: Chung-Lu on the union, directed left -> right."""
