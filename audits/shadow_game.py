@@ -165,13 +165,14 @@ def _best_threshold(members: np.ndarray, non: np.ndarray, delta: float) -> float
 
 
 def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: np.ndarray, ctx: AuditContext,
-                 policy: Policy, n_boot: int, rng: np.random.Generator, *, n_fits: int, ref_rows: int) -> AuditResult:
+                 policy: Policy, n_boot: int, rng: np.random.Generator, *, n_fits: int, ref_rows: int,
+                 resample_targets: bool = False) -> AuditResult:
     """The game's metrics from every target's result and the pooled test scores/labels (the gate's
     AUC, TPR at FPR 1%, the two epsilon lower bounds and the DP check). Shared by every data kind."""
     claim = ctx.claim
     delta = claim.delta if claim is not None else 0.0
     members, non = scores[labels == 1], scores[labels == 0]
-    pooled, interval = _pooled_auc(scores, labels, n_boot, rng)
+    pooled, interval = _pooled_auc(scores, labels, n_boot, rng, resample_targets=resample_targets)
     tpr, tpr_ci, n_neg = tpr_at_fpr(members, non, 0.01)
     scored = [r for r in per_target if not math.isnan(r["auc"])]
     worst = max(scored, key=lambda r: r["auc"]) if scored else per_target[0]
@@ -205,7 +206,8 @@ def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: n
                threshold=policy.thresholds.game_auc_max, role=gate_role, flags=auc_flags,
                meaning="AUC of the shadow-model attack over all targets: how well it tells a target in the "
                        "training data from out (0.5 is chance).",
-               details={**details_common, "interval": "two-way bootstrap over test fits and targets"}),
+               details={**details_common, "interval": "two-way bootstrap over test fits and targets"
+                        if resample_targets else "bootstrap over test fits"}),
         Metric(name="game_worst_target_auc", value=worst["auc"], interval=tuple(worst["auc_interval"]),  # type: ignore[arg-type]
                gated_on="upper", goal="minimize", role="info",
                meaning="AUC against the most exposed single target (few trials: wide interval).",
@@ -239,22 +241,27 @@ def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: n
     return AuditResult(audit="shadow_game", metrics=tuple(metrics))
 
 
-def _pooled_auc(scores: np.ndarray, labels: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, tuple[float, float]]:
-    """AUC over all (fit, target) trials, with a two-way percentile bootstrap: whole test fits *and*
-    whole targets are resampled.
+def _pooled_auc(scores: np.ndarray, labels: np.ndarray, n_boot: int, rng: np.random.Generator, *,
+                resample_targets: bool = False) -> tuple[float, tuple[float, float]]:
+    """AUC over all (fit, target) trials, with a percentile bootstrap over whole test fits and, with
+    ``resample_targets``, over whole targets as well (two-way; Owen 2007).
 
     Trials of one fit share its randomness, and trials of one target share that target's score
-    level; resampling fits alone left the targets' spread out, and the interval was too narrow: on
-    email-Eu-core with dpdegree at eps 1, 2 of 6 audit seeds gave 95% intervals that excluded 0.5
-    for a generator that cannot tell targets apart (node ids are permuted), with point values
-    0.46-0.53. The two-way bootstrap (pigeonhole; Owen 2007) is conservative rather than optimistic.
+    level. For the table game's per-target classifiers the fit bootstrap alone is calibrated: with a
+    generator that ignores its data (Adult, 50 targets x 8 test fits, 4 audit seeds) the point
+    values spread with s.d. 0.012 against half-widths of 0.03-0.045, while the two-way interval
+    (half-width 0.06-0.07) failed the 0.55 gate once in 4. The graph game's scores are standardised
+    per target from the training fits and keep target-level offsets: with dpdegree on
+    email-Eu-core (which cannot tell targets apart) fit-only intervals excluded 0.5 for 2 of 6 audit
+    seeds, the two-way ones for none; the graph game passes ``resample_targets=True``.
     """
     flat_s, flat_y = scores.ravel(), labels.ravel()
     point = auc(flat_s[flat_y == 1], flat_s[flat_y == 0])
     boots = []
     for _ in range(n_boot):
         rows = rng.integers(0, scores.shape[0], size=scores.shape[0])
-        cols = rng.integers(0, scores.shape[1], size=scores.shape[1])
+        cols = (rng.integers(0, scores.shape[1], size=scores.shape[1]) if resample_targets
+                else np.arange(scores.shape[1]))
         s, y = scores[np.ix_(rows, cols)].ravel(), labels[np.ix_(rows, cols)].ravel()
         if 0 < y.sum() < y.size:
             boots.append(auc(s[y == 1], s[y == 0]))

@@ -231,7 +231,7 @@ def run_graph_game(
         per_target.append(target_result(t, False, scores[:n_train, t], inclusion[:n_train, t], scores[n_train:, t],
                                         inclusion[n_train:, t], ctx, n_targets, settings.bootstrap, rng))
     result = game_metrics(per_target, scores[n_train:], inclusion[n_train:], ctx, policy, settings.bootstrap, rng,
-                          n_fits=len(fits), ref_rows=0)
+                          n_fits=len(fits), ref_rows=0, resample_targets=True)
     metrics = []
     for met in result.metrics:
         details = dict(met.details)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -220,12 +221,12 @@ def test_edge_frame_of_an_empty_graph() -> None:
 
 # -- node-level DP (unit: node) -------------------------------------------------------------------
 
-NODE_UNIT = {"kind": "graph", "graph": {"unit": "node", "nodes": "bought", "max_degree": 3, "id_type": "string"}}
+NODE_UNIT: dict[str, Any] = {"kind": "graph", "graph": {"unit": "node", "nodes": "bought", "max_degree": 3, "id_type": "string"}}
 
 
 def node_schema(**graph: object) -> Schema:
     raw = copy.deepcopy(NODE_UNIT)
-    raw["graph"].update(graph)  # type: ignore[union-attr]
+    raw["graph"].update(graph)
     return Schema.from_dict(raw)
 
 
@@ -235,7 +236,7 @@ def test_node_unit_schema_needs_a_degree_bound_and_a_bought_node_set() -> None:
     assert s.gspec.privacy_unit() == ("one node with all its edges (add/remove one node; every node has degree "
                                       "at most 3)")
     assert not schema().gspec.node_unit
-    refusals = [
+    refusals: list[tuple[dict[str, Any], str]] = [
         ({"max_degree": None}, "unit 'node' needs a public degree bound max_degree"),
         ({"nodes": "public", "node_count": 6, "id_type": "integer"}, "unit 'node' needs nodes: bought"),
         ({"nodes": "public"}, "unit 'node' needs nodes: bought"),

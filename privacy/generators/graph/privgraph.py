@@ -605,6 +605,8 @@ class PrivGraphGenerator:
         if not schema.is_graph:
             raise InputError("privgraph needs a graph schema (kind: graph)")
         spec = schema.gspec
+        if spec.node_unit:
+            raise InputError("privgraph: unit node is not supported yet (use dpdegree)")
         if spec.directed:
             raise InputError("privgraph: directed graphs are not supported yet (use dpdegree)")
         if not spec.public_nodes:
