@@ -1,7 +1,8 @@
 """Benchmark: the graph generators on whole real graphs, with every graph audit.
 
 For each dataset (SNAP email-Eu-core, undirected: 1,005 nodes, 16,064 edges; SNAP ca-GrQc's largest
-connected component: 4,158 nodes, 13,422 edges), each generator (dpdegree, dpdk2, privgraph) and
+connected component: 4,158 nodes, 13,422 edges; networkx's karate club, Les Miserables, Florentine
+families and Davis Southern Women, with their node tables), each generator (dpdegree, dpdk2, privgraph) and
 each epsilon (0.5, 1, 2, 4 by default), one child process conforms the graph to its public schema,
 splits the edges into train and holdout (the policy's graph holdout share, a fixed seed: a
 benchmark, not a release), fits the generator on the training graph, samples one graph, and runs
@@ -36,6 +37,19 @@ DATASETS: dict[str, dict[str, str | None]] = {
               "schema": "bench/data/graph/email_eu_core/schema.yaml"},
     "grqc": {"edges": "bench/data/graph/ca_grqc_lcc/ca-GrQc.txt", "nodes": None,
              "schema": "bench/data/graph/ca_grqc_lcc/schema.yaml"},
+    # networkx's built-in graphs (small: the audits' intervals are wide and flagged)
+    "karate": {"edges": "bench/data/graph/networkx/karate_club_edges.csv",
+               "nodes": "bench/data/graph/networkx/karate_club_nodes.csv",
+               "schema": "bench/data/graph/networkx/karate_schema.yaml"},
+    "lesmis": {"edges": "bench/data/graph/networkx/les_miserables_edges.csv",
+               "nodes": "bench/data/graph/networkx/les_miserables_nodes.csv",
+               "schema": "bench/data/graph/networkx/les_miserables_schema.yaml"},
+    "florentine": {"edges": "bench/data/graph/networkx/florentine_families_edges.csv",
+                   "nodes": "bench/data/graph/networkx/florentine_families_nodes.csv",
+                   "schema": "bench/data/graph/networkx/florentine_schema.yaml"},
+    "davis": {"edges": "bench/data/graph/networkx/davis_southern_women_edges.csv",
+              "nodes": "bench/data/graph/networkx/davis_southern_women_nodes.csv",
+              "schema": "bench/data/graph/networkx/davis_schema.yaml"},
 }
 GENERATORS = ("dpdegree", "dpdk2", "privgraph")
 SPLIT_SEED = 20261126
