@@ -85,6 +85,10 @@ class MembershipSettings(_Strict):
     #: shadow fits per side (with / without each target) that train the attack, and that score it
     game_train_fits: int = Field(ge=0)
     game_test_fits: int = Field(ge=0)
+    #: graphs: target edges of the game (held-out edges). A target costs no fit and scores in
+    #: microseconds; with the two-way interval the graph game needs more targets than the table
+    #: game (email-Eu-core, dpdegree at eps 1: 50 targets gave half-widths near 0.06, 200 near 0.035)
+    graph_game_targets: int = Field(default=200, ge=0)
     #: rows of holdout each shadow fit is trained on (the targets come on top)
     game_reference_rows: int = Field(ge=20)
     #: worker processes for shadow fits; 0 means one per core

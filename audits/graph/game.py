@@ -206,7 +206,8 @@ def run_graph_game(
         return _not_run("shadow_game", why)
     refitter = ctx.refitter
     assert refitter is not None  # _skip_reason returned None
-    n_targets = min(settings.game_targets, real_holdout.n_edges)
+    # the profile's game_targets switches the game on; graphs use their own, larger target count
+    n_targets = min(settings.graph_game_targets, real_holdout.n_edges)
     if n_targets < 2:
         return _not_run("shadow_game", "privacy game not run: fewer than 2 holdout edges")
 

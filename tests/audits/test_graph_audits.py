@@ -312,7 +312,7 @@ def test_one_run_needs_a_refitter(email_split: tuple[GraphData, GraphData], emai
 
 GAME = MembershipSettings(domias_candidates=200, bootstrap=100, one_run_canaries=200, one_run_guesses=20,
                           game_targets=12, game_isolated_targets=0, game_train_fits=4, game_test_fits=8,
-                          game_reference_rows=20, workers=1)
+                          game_reference_rows=20, workers=1, graph_game_targets=40)
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +331,8 @@ def test_game_copy_fails_and_ignoring_passes(email: GraphData, email_split: tupl
     assert _metric(copy, "game_epsilon_lb").passed is False
     assert _metric(copy, "game_auc_dp_check").passed is False
     assert _metric(copy, "game_auc").details["unit"] == "edge"
+    # graphs use their own target count (game_targets only switches the game on)
+    assert len(_metric(copy, "game_worst_target_auc").details["per_target"]) == 40
     assert "reference_rows" not in _metric(copy, "game_auc").details
     ignoring = run_graph_game(train, holdout, train, email_schema, game_policy,
                               _ctx(IgnoringGraphRefitter(email), claim=CLAIM, profile="thorough"))
