@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from audits.anonymeter_risks import run_anonymeter
+from audits.audit_schema import AUDIT_SCHEMA_URI
 from audits.context import AuditContext
 from audits.domias import run_domias
 from audits.fidelity import run_fidelity
@@ -147,9 +148,14 @@ def gate_passed(results: Sequence[AuditResult]) -> bool:
 
 
 def audit_document(results: Sequence[AuditResult], context: dict[str, Any]) -> dict[str, Any]:
-    """The JSON-able audit document: context, every result, and the gate's decision with its checks."""
+    """The JSON-able audit document: context, every result, and the gate's decision with its checks.
+
+    ``"schema"`` names the JSON Schema it follows (``audits/schemas/audit-v1.schema.json``) once the
+    release code has replaced ``"gate"`` with ``release.gate.evaluate(results).to_dict()``.
+    """
     return {
         "synthgate_audit": DOCUMENT_VERSION,
+        "schema": AUDIT_SCHEMA_URI,
         "context": dict(context),
         "results": [r.to_dict() for r in results],
         "gate": {"passed": gate_passed(results), "checks": gate_checks(results)},

@@ -235,6 +235,36 @@ def review(ws: Workspace, run_id: str) -> dict[str, Any]:
     return out
 
 
+def list_runs(ws: Workspace, source: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+    """Every run (of one source, or in one state), newest first: what ``synthgate runs`` lists.
+
+    Read from the database only; ``decision`` is the gate's (passed / failed / null before an
+    audit), ``kind`` the source's data kind at the run's version.
+    """
+    with ws.transaction() as s:
+        q = select(Run, Source.name, DatasetVersion.schema_json).join(Source, Source.id == Run.source_id) \
+            .join(DatasetVersion, DatasetVersion.id == Run.version_id)
+        if source is not None:
+            q = q.where(Source.name == source)
+        if state is not None:
+            q = q.where(Run.state == state)
+        rows = s.execute(q.order_by(Run.created_at.desc(), Run.id)).all()
+        if source is not None and not rows and s.scalars(select(Source).where(Source.name == source)).first() is None:
+            raise InputError(f"unknown source {source!r}")
+        out = []
+        for run, src_name, schema_json in rows:
+            approvals = s.scalars(select(Approval).where(Approval.run_id == run.id)).all()
+            out.append({
+                "run_id": run.id, "source": src_name, "kind": json.loads(schema_json).get("kind", "tabular"),
+                "state": run.state, "generator": run.generator, "epsilon": run.epsilon, "delta": run.delta,
+                "decision": None if run.gate_passed is None else ("passed" if run.gate_passed else "failed"),
+                "approvals": sum(a.decision == "approve" for a in approvals),
+                "requester": run.requester,
+                "created_at": run.created_at.isoformat() if run.created_at else None,
+            })
+    return out
+
+
 #: the audits whose every figure (gated or not) review shows
 MEMBERSHIP_AUDITS = ("membership", "domias", "one_run", "shadow_game")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.table import Column, Table
 
 from privacy.errors import InputError
 from privacy.generators.registry import DEEP_GENERATORS
@@ -37,7 +37,7 @@ from release.cli.common import (
     raise_if_failed,
     workspace_path,
 )
-from release.runs import audit, review
+from release.runs import audit, list_runs, review
 from release.sources import budget_report, register
 from release.synthesize import SynthesisRequest, recommended_generator, synthesize
 from release.workspace import init_workspace
@@ -355,4 +355,36 @@ def review_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
     emit(info, as_json, human)
 
 
-COMMANDS = [init_cmd, schema_group, register_cmd, budget_cmd, synthesize_cmd, audit_cmd, review_cmd]
+RUN_STATES = ("created", "synthesized", "auditing", "gate_failed", "awaiting_approval", "approved", "released",
+              "rejected", "failed")
+
+
+@click.command("runs")
+@click.option("--source", default=None, help="Only the runs of this source.")
+@click.option("--state", type=click.Choice(RUN_STATES), default=None, help="Only the runs in this state.")
+@json_option
+@click.pass_context
+def runs_cmd(ctx: click.Context, source: str | None, state: str | None, as_json: bool) -> None:
+    """List runs, newest first: state, source, kind, generator, epsilon, gate decision, approvals.
+
+    Example: synthgate runs --source adult
+    """
+    rows = list_runs(get_workspace(ctx), source=source, state=state)
+
+    def human() -> None:
+        if not rows:
+            click.echo("no runs")
+            return
+        # the run id is what a steward copies into the next command: never wrapped
+        table = Table(Column("run", no_wrap=True), "state", "source", "kind", "generator", "epsilon", "decision",
+                      "approvals", "created")
+        for r in rows:
+            decision = {"passed": "PASS", "failed": "FAIL", None: "-"}[r["decision"]]
+            table.add_row(r["run_id"], r["state"], r["source"], r["kind"], r["generator"], f"{r['epsilon']:g}",
+                          decision, str(r["approvals"]), (r["created_at"] or "")[:19])
+        out_console.print(table)
+
+    emit(rows, as_json, human)
+
+
+COMMANDS = [init_cmd, schema_group, register_cmd, budget_cmd, synthesize_cmd, audit_cmd, review_cmd, runs_cmd]
