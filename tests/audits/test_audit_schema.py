@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import small_policy
 from jsonschema import Draft202012Validator
 
 from audits.audit_schema import AUDIT_SCHEMA_URI, load_audit_schema, validate_audit_document
@@ -53,12 +52,12 @@ def _file_context(kind: str, source: str, target: str | None) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tabular_doc() -> dict[str, Any]:
+def tabular_doc(make_policy: Any) -> dict[str, Any]:
     schema = Schema.load(DATA / "adult_schema.yaml")
     df, _ = load_conformed(DATA / "adult_2000.csv", schema)
     df = df.sample(fraction=1.0, shuffle=True, seed=11)
     train, holdout = df[:1400], df[1400:]
-    policy = small_policy(anonymeter_rows=200, singling_out_attacks=50, linkability_attacks=50,
+    policy = make_policy(anonymeter_rows=200, singling_out_attacks=50, linkability_attacks=50,
                           inference_attacks=50)
     # synthetic = unseen real rows: a generator that never looked at its training data
     results = run_audits(train, holdout, holdout, schema, policy, AuditContext(target="income", claim=CLAIM))
@@ -66,11 +65,11 @@ def tabular_doc() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def sequential_doc() -> dict[str, Any]:
+def sequential_doc(make_policy: Any) -> dict[str, Any]:
     schema = Schema.load(DATA / "pbcseq_schema.yaml")
     data, _ = conform_sequences(read_raw(DATA / "pbcseq.csv"), None, schema)
     train, holdout = split_entities(data, 0.3, 0)
-    policy = small_policy(anonymeter_rows=200, singling_out_attacks=50, linkability_attacks=50,
+    policy = make_policy(anonymeter_rows=200, singling_out_attacks=50, linkability_attacks=50,
                           inference_attacks=50)
     results = run_sequence_audits(train, holdout, holdout, schema, policy,
                                   AuditContext(target="status", claim=CLAIM))
@@ -78,12 +77,12 @@ def sequential_doc() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def graph_doc() -> dict[str, Any]:
+def graph_doc(make_policy: Any) -> dict[str, Any]:
     schema = Schema.load(DATA / "graph" / "email_schema.yaml")
     graph = read_graph(DATA / "graph" / "email-Eu-core.txt", None, schema)[0]
     train, holdout = split_edges(graph, 0.1, 7)
     # synthetic = the training graph: the leakiest generator, so the DP-claim check fails
-    results = run_graph_audits(train, holdout, train, schema, small_policy(), AuditContext(claim=CLAIM))
+    results = run_graph_audits(train, holdout, train, schema, make_policy(), AuditContext(claim=CLAIM))
     return _release_document(results, _run_context("graph", "email-eu-core", None))
 
 
