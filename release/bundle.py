@@ -9,6 +9,8 @@ Layout (DESIGN.md section 6)::
                            RELEASE_PREDICATE_TYPE, and the caller's predicate
 
 and optionally ``<out_dir>.tar.gz`` holding the same folder as its single top-level entry.
+The predicate may carry ``event_log_head`` (``EventLogHead``): the workspace event log's newest
+entry when the bundle was released, so that the workspace can later show its log still holds it.
 The statement payload is canonical JSON (``release.canonical``), so the signed bytes are
 reproducible from the parsed statement. ``release.verify`` checks a bundle; what it needs in the
 predicate is listed in its module docstring.
@@ -24,6 +26,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,33 @@ APPROVAL_BOUND_FILES = ("synthetic.parquet", "synthetic.csv", "audit.json", "rep
 # Flat, portable names: no separators, no leading dot (hidden, or "." / ".."), no spaces or
 # control characters that would make a listing ambiguous.
 _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+#: Predicate key of the event log's chain head at release time (``EventLogHead.to_predicate``).
+EVENT_LOG_HEAD_KEY = "event_log_head"
+
+
+@dataclass(frozen=True)
+class EventLogHead:
+    """The newest entry of a workspace's hash-chained event log, as a bundle records it.
+
+    ``release.publish`` reads it in the transaction that checks the run, so it is the last event
+    *before* the run's own ``run.released`` event (which is written after the bundle, and names
+    this head). ``id`` 0 with the all-zero hash stands for an empty log. ``id`` is None only for
+    bundles from before issue 9, whose predicate held the bare hash.
+    """
+
+    id: int | None
+    hash: str
+
+    def to_predicate(self) -> dict[str, Any]:
+        """The predicate value: ``{"id": int, "hash": 64 hex}``."""
+        return {"id": self.id, "hash": self.hash}
+
+    def short(self) -> str:
+        """For people: ``entry 42 (hash 0123456789abcdef)``."""
+        if self.id is None:
+            return f"hash {self.hash[:16]} (no entry id: an older bundle)"
+        return f"entry {self.id} (hash {self.hash[:16]})"
 
 
 def file_name_problem(name: Any) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,14 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from privacy.errors import IntegrityError
 from privacy.ledger import Base, utcnow
+from release.bundle import EventLogHead
 
 
 class DatasetVersion(Base):
@@ -151,15 +155,64 @@ def log_event(session: Session, kind: str, run_id: str | None = None, **detail: 
     return ev
 
 
-def chain_head(session: Session) -> str:
+def chain_head_entry(session: Session) -> EventLogHead:
+    """The newest entry's id and hash, which a bundle records (id 0 and ``GENESIS`` for an empty log)."""
     last = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).first()
-    return last.hash if last else GENESIS
+    return EventLogHead(id=last.id, hash=last.hash) if last else EventLogHead(id=0, hash=GENESIS)
+
+
+@dataclass(frozen=True)
+class HeadCheck:
+    """What ``check_event_log_head`` found: the log is intact and holds the bundle's head."""
+
+    #: Entries in the whole log.
+    entries: int
+    #: The id of the entry the bundle's head names (0: the empty log before the first entry).
+    head_id: int
+    #: Entries appended after it.
+    later: int
+
+
+def check_event_log_head(session: Session, head: EventLogHead) -> HeadCheck:
+    """Check that the log's chain is intact and that ``head`` is one of its entries, with that hash.
+
+    ``IntegrityError`` (exit 5) otherwise: a log edited and re-chained since the release, a log
+    cut back before the head, or another workspace's log. A head without an id (bundles from
+    before issue 9) is looked up by its hash.
+    """
+    n = verify_chain(session)
+    what = f"the bundle's event log head, {head.short()},"
+    if head.id == 0:
+        # the empty log, before the first entry: every chain starts from it
+        if head.hash != GENESIS:
+            raise IntegrityError(f"{what} is not the empty log's head ({GENESIS[:16]})")
+        return HeadCheck(entries=n, head_id=0, later=n)
+    if head.id is None:
+        entry = session.scalars(select(Event).where(Event.hash == head.hash).order_by(Event.id).limit(1)).first()
+        if entry is None:
+            raise IntegrityError(
+                f"{what} is not an entry of this workspace's event log ({n} entries): the log was "
+                "edited or cut back, or the bundle comes from another workspace"
+            )
+    else:
+        entry = session.get(Event, head.id)
+        if entry is None:
+            raise IntegrityError(
+                f"{what} is not in this workspace's event log ({n} entries): the log was cut back, "
+                "or the bundle comes from another workspace"
+            )
+        if entry.hash != head.hash:
+            raise IntegrityError(
+                f"{what} does not match entry {head.id} of this workspace's event log (hash "
+                f"{entry.hash[:16]}): the log was edited and re-chained, or the bundle comes from "
+                "another workspace"
+            )
+    later = session.scalar(select(func.count()).select_from(Event).where(Event.id > entry.id)) or 0
+    return HeadCheck(entries=n, head_id=entry.id, later=later)
 
 
 def verify_chain(session: Session) -> int:
     """Recompute the chain; return the number of entries or raise IntegrityError at the first break."""
-    from privacy.errors import IntegrityError
-
     prev = GENESIS
     n = 0
     for ev in session.scalars(select(Event).order_by(Event.id)):

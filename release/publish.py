@@ -13,7 +13,7 @@ from sqlalchemy import select
 from privacy.errors import GateError, IntegrityError
 from release.approval_sig import verify_decision
 from release.bundle import write_bundle
-from release.db import Approval, Steward, chain_head, log_event
+from release.db import Approval, Steward, chain_head_entry, log_event
 from release.keys import key_id, public_key_from_pem
 from release.runs import get_run, load_statement
 from release.statement import datasheet_md, privacy_statement_md, statement_digest
@@ -48,7 +48,8 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
             verify_decision(a, public_key_from_pem(st["public_key_pem"]))
             if a["run_id"] != run_id or a["statement_digest"] != run.statement_digest:
                 raise IntegrityError(f"an approval stored for run {run_id} was signed for another run or statement")
-        head = chain_head(s)
+        # the log's head before this release's own event (logged below, after the bundle is written)
+        head = chain_head_entry(s)
     if not statement["gate"]["passed"]:
         raise GateError(f"run {run_id}'s gate did not pass")
     release_key = ws.release_key()
@@ -74,7 +75,7 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
         "approvals": approvals,
         "stewards": stewards,
         "release_keyid": key_id(release_key.public_key()),
-        "event_log_head": head,
+        "event_log_head": head.to_predicate(),
     }
     path = write_bundle(out, files, predicate, release_key, tar=tar)
     with ws.transaction() as s:
@@ -85,5 +86,5 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
             Path(f"{path}.tar.gz").unlink(missing_ok=True)
             raise GateError(f"run {run_id} became {run.state} during release; the bundle was removed")
         run.state = "released"
-        log_event(s, "run.released", run_id, out=str(out), tar=tar)
+        log_event(s, "run.released", run_id, out=str(out), tar=tar, event_log_head=head.to_predicate())
     return path

@@ -18,6 +18,12 @@ Predicate keys the verifier relies on (the writer of the predicate must provide 
     approval_statement_digest  sha256_hex(canonical_json(approval_statement))
     approvals                  [record from release.approval_sig.sign_decision, ...]
 
+Optional: ``event_log_head`` ``{"id": int >= 0, "hash": 64 hex}``, the workspace event log's head at
+release time (``release.bundle.EventLogHead``). Bundles from before issue 9 hold the bare hash
+string (read with id None); older or hand-made ones may have none (``VerifiedBundle.event_log_head``
+is then None). Verification only checks its form: the log itself is the workspace's, so matching it
+is ``release.db.check_event_log_head``'s job (``synthgate log verify --bundle``), never this module's.
+
 Trust in stewards' keys: the stewards' public keys are carried inside the signed manifest and are
 trusted *because the release key signed them*; the approvals therefore add separation of duties
 only as far as the release key is kept apart from the stewards. A reader who wants to pin steward
@@ -49,8 +55,10 @@ from privacy.errors import InputError, IntegrityError
 from release.approval_sig import verify_decision
 from release.bundle import (
     APPROVAL_BOUND_FILES,
+    EVENT_LOG_HEAD_KEY,
     MANIFEST_NAME,
     RELEASE_PREDICATE_TYPE,
+    EventLogHead,
     file_name_problem,
     manifest_bytes,
 )
@@ -59,6 +67,9 @@ from release.dsse import IN_TOTO_PAYLOAD_TYPE, STATEMENT_TYPE, verify_envelope
 from release.keys import PUBLIC_SUFFIX, key_id, load_public_key, public_key_from_pem
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: ``release.db.GENESIS``, the chain's "previous hash" before its first entry (not imported: this
+#: module stays free of the workspace database).
+_EMPTY_LOG_HASH = "0" * 64
 _CHUNK = 1 << 20
 
 
@@ -78,6 +89,8 @@ class VerifiedBundle:
     #: statement_digest, decision, steward, comment, keyid, sig), each verified; rejections
     #: included, so filter on ``decision == "approve"``. Empty if step 5 was skipped.
     approvals: tuple[dict[str, str], ...]
+    #: The workspace event log's head when the bundle was released; None if the bundle records none.
+    event_log_head: EventLogHead | None = None
 
 
 def load_trusted(paths: list[Path]) -> list[Ed25519PublicKey]:
@@ -171,6 +184,14 @@ def _extract_tar(archive: Path, dest: Path) -> Path:
                     plan.append((member, parts[1]))
             if top is None:
                 raise IntegrityError("archive is empty")
+            # A few MB of gzip can declare terabytes of zeros: refuse before writing what cannot fit.
+            declared = sum(member.size for member, _ in plan)
+            free = shutil.disk_usage(dest).free
+            if declared > free:
+                raise IntegrityError(
+                    f"archive declares {declared} bytes of files, more than the {free} bytes free "
+                    f"where it would be unpacked ({dest.parent})"
+                )
             root = dest / top
             root.mkdir()
             for member, file_name in plan:
@@ -218,6 +239,28 @@ def _parse_subjects(statement: dict[str, Any]) -> dict[str, str]:
         lowered.add(name.lower())
         result[name] = sha
     return result
+
+
+def _event_log_head(predicate: dict[str, Any]) -> EventLogHead | None:
+    """Step 8: the recorded event log head, if any, in one of the two forms synthgate has written."""
+    if EVENT_LOG_HEAD_KEY not in predicate:
+        return None
+    value = predicate[EVENT_LOG_HEAD_KEY]
+    if isinstance(value, str) and _HEX64.fullmatch(value):
+        return EventLogHead(id=None, hash=value)  # written before issue 9: the bare hash
+    if isinstance(value, dict) and set(value) == {"id", "hash"}:
+        head_id, head_hash = value["id"], value["hash"]
+        if (
+            isinstance(head_id, int)
+            and not isinstance(head_id, bool)
+            and head_id >= 0
+            and isinstance(head_hash, str)
+            and _HEX64.fullmatch(head_hash)
+            # id 0 is the empty log, whose head is the all-zero genesis hash, and only that
+            and (head_id == 0) == (head_hash == _EMPTY_LOG_HASH)
+        ):
+            return EventLogHead(id=head_id, hash=head_hash)
+    raise IntegrityError(f'predicate {EVENT_LOG_HEAD_KEY} is malformed (expected {{"id": int, "hash": 64 hex}})')
 
 
 def _verify_approvals(
@@ -345,20 +388,21 @@ def _verify_folder(
     subjects = _parse_subjects(statement)
 
     # (4) Exactly the subject files are present, each regular and with the signed SHA-256.
-    present: set[str] = set()
+    sizes: dict[str, int] = {}
     with os.scandir(root) as entries:
         for entry in entries:
             _require(
                 entry.is_file(follow_symlinks=False),
                 f"{entry.name!r} in the bundle is not a regular file (links and folders are refused)",
             )
-            present.add(entry.name)
-    present.discard(MANIFEST_NAME)
+            sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
+    present = sizes.keys() - {MANIFEST_NAME}
     extra = sorted(present - subjects.keys())
     missing = sorted(subjects.keys() - present)
     _require(not extra, f"file(s) not in the manifest: {', '.join(extra)}")
     _require(not missing, f"file(s) in the manifest are missing: {', '.join(missing)}")
-    for name in sorted(subjects):
+    # Smallest first: a changed document is reported without first reading gigabytes of data.
+    for name in sorted(subjects, key=lambda n: (sizes[n], n)):
         _require(_file_sha256(root / name) == subjects[name], f"{name}: SHA-256 does not match the manifest")
 
     # (5) Stewards' approvals verify and meet the policy's threshold.
@@ -398,12 +442,16 @@ def _verify_folder(
         _require(check.get("passed") is True, f"gate check {check.get('name')!r} did not pass")
     _require(gate.get("passed") is True, "the gate did not pass")
 
+    # (8) The event log head, if recorded, is well formed (matching it to a log is the workspace's job).
+    head = _event_log_head(predicate)
+
     return VerifiedBundle(
         statement=statement,
         predicate=predicate,
         release_keyid=release_keyid,
         files=tuple(sorted(subjects)),
         approvals=approvals,
+        event_log_head=head,
     )
 
 

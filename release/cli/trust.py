@@ -8,9 +8,10 @@ from typing import Any, Literal
 import click
 
 from policies.loader import available_policies, load_policy, policy_text
+from privacy.errors import InputError, IntegrityError
 from release.approvals import add_steward, decide
 from release.cli.common import emit, get_workspace, json_option
-from release.db import verify_chain
+from release.db import check_event_log_head, verify_chain
 from release.keys import generate_keypair
 from release.publish import release
 from release.verify import load_trusted, verify_bundle
@@ -132,10 +133,14 @@ def verify_cmd(bundle: str, trust: tuple[str, ...], trust_steward: tuple[str, ..
     out: dict[str, Any] = {"valid": True, "run_id": pred.get("run_id"), "source": pred.get("source"),
            "release_keyid": v.release_keyid, "files": v.files,
            "approvals": [a["steward"] for a in v.approvals if a["decision"] == "approve"],
-           "stewards_pinned": pinned is not None, "spend": pred.get("spend")}
+           "stewards_pinned": pinned is not None, "spend": pred.get("spend"),
+           "event_log_head": v.event_log_head.to_predicate() if v.event_log_head else None}
+    head = (f"event log head at release: {v.event_log_head.short()}" if v.event_log_head
+            else "event log head: absent (the bundle records none)")
     emit(out, as_json, lambda: click.echo(
         f"valid: run {out['run_id']} of {out['source']}, {len(v.files)} files, approved by "
-        f"{', '.join(out['approvals'])}; epsilon {pred['spend']['epsilon']:g}, delta {pred['spend']['delta']:g}"))
+        f"{', '.join(out['approvals'])}; epsilon {pred['spend']['epsilon']:g}, delta {pred['spend']['delta']:g}\n"
+        f"{head}"))
 
 
 @click.group("policy")
@@ -172,17 +177,41 @@ def log_group() -> None:
 
 
 @log_group.command("verify")
+@click.option("--bundle", type=click.Path(), default=None,
+              help="A bundle (folder or .tar.gz) released from this workspace: verify it with the workspace's "
+                   "release key, then check that the event log head it recorded is an entry of this log.")
 @json_option
 @click.pass_context
-def log_verify_cmd(ctx: click.Context, as_json: bool) -> None:
+def log_verify_cmd(ctx: click.Context, bundle: str | None, as_json: bool) -> None:
     """Recompute the event log's hash chain; exit 5 at the first broken entry.
 
-    Example: synthgate log verify
+    With --bundle, also exit 5 unless the bundle verifies with this workspace's release key and
+    the log holds the head it recorded (a log edited, cut back or taken from another workspace).
+
+    Example: synthgate log verify --bundle bundle.tar.gz
     """
     ws = get_workspace(ctx)
-    with ws.transaction() as s:
-        n = verify_chain(s)
-    emit({"valid": True, "entries": n}, as_json, lambda: click.echo(f"event log intact: {n} entries"))
+    if bundle is None:
+        with ws.transaction() as s:
+            n = verify_chain(s)
+        emit({"valid": True, "entries": n}, as_json, lambda: click.echo(f"event log intact: {n} entries"))
+        return
+    # this workspace's own key only: a bundle another key signed was not released from this log
+    v = verify_bundle(Path(bundle), load_trusted([ws.release_pub_path]))
+    head = v.event_log_head
+    if head is None:
+        raise InputError(f"{bundle}: the bundle records no event log head (written before synthgate recorded "
+                         "one), so there is nothing to check against the log")
+    try:
+        with ws.transaction() as s:
+            found = check_event_log_head(s, head)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{bundle}: {exc}") from exc
+    out = {"valid": True, "entries": found.entries, "bundle": bundle, "run_id": v.predicate.get("run_id"),
+           "event_log_head": {"id": found.head_id, "hash": head.hash}, "entries_after_head": found.later}
+    emit(out, as_json, lambda: click.echo(
+        f"event log intact: {found.entries} entries; bundle of run {out['run_id']} recorded entry "
+        f"{found.head_id} (hash {head.hash[:16]}), which the log holds, {found.later} entries before its end"))
 
 
 COMMANDS = [keys_group, steward_group, approve_cmd, reject_cmd, release_cmd, verify_cmd, policy_group, log_group]
