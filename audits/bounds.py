@@ -409,6 +409,36 @@ def auc(member_scores: ArrayLike, nonmember_scores: ArrayLike) -> float:
     return _rank_auc(_scores("member_scores", member_scores), _scores("nonmember_scores", nonmember_scores))
 
 
+def roc_points(member_scores: ArrayLike, nonmember_scores: ArrayLike, *, points: int = 120) -> dict[str, list[float]]:
+    """The attack's ROC curve on a fixed grid of false positive rates, for plotting.
+
+    At each grid FPR ``f`` the TPR is the best the attack reaches with a threshold whose FPR is at most
+    ``f`` (the empirical ROC's step function, never interpolated upwards). The grid is geometric from
+    one non-member (``1 / n_neg``) to 1, so that the low-FPR region, where a membership attack hurts,
+    keeps its resolution, plus a linear part for the rest of the curve. Figures only: ranks and rates
+    of the attack, not scores or records.
+    """
+    members = _scores("member_scores", member_scores)
+    nonmembers = _scores("nonmember_scores", nonmember_scores)
+    n_pos, n_neg = members.size, nonmembers.size
+    thresholds = np.unique(np.concatenate([members, nonmembers]))[::-1]
+    pos_sorted, neg_sorted = np.sort(members), np.sort(nonmembers)
+    # score >= threshold is "member"
+    tpr = (n_pos - np.searchsorted(pos_sorted, thresholds, side="left")) / n_pos
+    fpr = (n_neg - np.searchsorted(neg_sorted, thresholds, side="left")) / n_neg
+    fpr = np.concatenate([[0.0], fpr, [1.0]])
+    tpr = np.concatenate([[0.0], tpr, [1.0]])
+    grid = np.unique(np.round(np.concatenate([
+        [0.0, 0.001, 0.01, 0.05, 0.1], np.geomspace(1.0 / n_neg, 1.0, max(2, points // 2)),
+        np.linspace(0.0, 1.0, 51),
+    ]), 8))
+    grid = grid[(grid == 0) | (grid >= 1.0 / n_neg - 1e-12)]  # no finer than one non-member
+    # best TPR among operating points with FPR <= f (fpr is non-decreasing along the thresholds)
+    idx = np.searchsorted(fpr, grid, side="right") - 1
+    best = np.maximum.accumulate(tpr)[idx]
+    return {"fpr": [round(float(x), 6) for x in grid], "tpr": [round(float(x), 6) for x in best]}
+
+
 def null_auc_half_width(n_pos: int, n_neg: int) -> float:
     """Half-width of the 95% interval of the AUC of an attack that knows nothing (Mann-Whitney
     variance (n_pos + n_neg + 1) / (12 n_pos n_neg)): what chance alone adds to 0.5."""

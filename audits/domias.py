@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from audits.bounds import auc_with_interval, dp_auc_bound, null_auc_half_width, tpr_at_fpr
+from audits.bounds import auc_with_interval, dp_auc_bound, null_auc_half_width, roc_points, tpr_at_fpr
 from audits.context import AuditContext
 from audits.membership import check_frames, gower_matrix
 from audits.result import AuditResult, Metric
@@ -427,6 +427,7 @@ def run_domias(
         "bandwidths": {"synthetic": fitted.synthetic.describe(), "reference": fitted.reference.describe()},
         "bootstrap": bootstrap,
         "confidence": _CONFIDENCE,
+        "roc": roc_points(member_scores, nonmember_scores),
     }
     threshold = float(getattr(policy.thresholds, "domias_auc_max", DEFAULT_AUC_MAX))
     # Under no leakage the AUC's 95% half-width is about 1.96 * sqrt((2n + 1) / (12 n^2)) (Mann-Whitney).

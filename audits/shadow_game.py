@@ -44,6 +44,7 @@ from audits.bounds import (
     epsilon_from_rates,
     max_resolvable_epsilon,
     null_auc_half_width,
+    roc_points,
     steinke_one_run_bound,
     tpr_at_fpr,
 )
@@ -207,7 +208,7 @@ def game_metrics(per_target: list[dict[str, Any]], scores: np.ndarray, labels: n
                meaning="AUC of the shadow-model attack over all targets: how well it tells a target in the "
                        "training data from out (0.5 is chance).",
                details={**details_common, "interval": "two-way bootstrap over test fits and targets"
-                        if resample_targets else "bootstrap over test fits"}),
+                        if resample_targets else "bootstrap over test fits", "roc": roc_points(members, non)}),
         Metric(name="game_worst_target_auc", value=worst["auc"], interval=tuple(worst["auc_interval"]),  # type: ignore[arg-type]
                gated_on="upper", goal="minimize", role="info",
                meaning="AUC against the most exposed single target (few trials: wide interval).",

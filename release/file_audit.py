@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from audits.context import AuditContext, Claim
-from audits.report import render_html
+from audits.report import data_figures, library_versions
 from audits.suite import audit_document, run_audits
 from policies.model import Policy
 from privacy.dataset import SourceFiles, load_source, split_source
@@ -45,6 +45,7 @@ from privacy.table import conform, read_raw
 from release.atomic import write_atomic
 from release.db import DatasetVersion, ExternalSplit, Run, log_event
 from release.gate import GateDecision, evaluate
+from release.report import audit_time_extras, write_audit_reports
 from release.sources import get_source, latest_version, source_policy, version_files
 from release.synthesize import check_target
 from release.workspace import Workspace
@@ -211,9 +212,7 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
     train, holdout = split_source(load_source(files, schema), schema, policy.holdout_for(schema.kind), seed)
     ctx = AuditContext(target=target, claim=spec.claim, refitter=None, profile=profile, progress=progress)
     conformed: dict[str, Any]
-    figures: dict[str, str] = {}
     if schema.is_graph:
-        from audits.graph.plots import degree_distribution_svg
         from audits.graph.suite import run_graph_audits
 
         assert nodes is not None and isinstance(train, GraphData)
@@ -222,18 +221,19 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
             hint=str(synthetic_path), public_labels=train.labels if schema.gspec.public_nodes else None)
         conformed = graph_report.to_dict()
         results = run_graph_audits(train, holdout, graph, schema, policy, ctx, progress=progress)
-        figures["Degree distributions: real training graph and synthetic graph"] = degree_distribution_svg(
-            train, graph)
+        figures = data_figures("graph", train, graph, schema)
     elif schema.is_sequential:
         from audits.sequential.suite import run_sequence_audits
 
         seq, seq_report = conform_sequences(read_raw(synthetic_path), None, schema, path_hint=str(synthetic_path))
         conformed = seq_report.to_dict()
         results = run_sequence_audits(train, holdout, seq, schema, policy, ctx, progress=progress)
+        figures = data_figures("sequential", train, seq, schema)
     else:
         synthetic, report = conform(read_raw(synthetic_path), schema, path_hint=str(synthetic_path))
         conformed = {"rows": report.rows, "clipped": report.clipped, "mapped_to_other": report.mapped_to_other}
         results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
+        figures = data_figures("tabular", train, synthetic, schema)
     decision = evaluate(results)
     audit_id = "file-" + secrets.token_hex(6)
     context = {
@@ -248,10 +248,13 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
         context["nodes_file"] = nodes.name
     doc = audit_document(results, context)
     doc["gate"] = decision.to_dict()
+    doc["software"] = library_versions()
+    extras = audit_time_extras(ws, source=src.name, policy=policy, requester=None, state=None,
+                               schema=schema.to_dict(), run=False)
     d = ws.root / "file-audits" / audit_id
     d.mkdir(parents=True, exist_ok=False)
     write_atomic(d / "audit.json", json.dumps(doc, indent=2, sort_keys=True).encode())
-    write_atomic(d / "report.html", render_html(doc, figures).encode())
+    write_audit_reports(d, doc, figures, extras)
     with ws.transaction() as s:
         log_event(s, "file.audited", source=src.name, audit_id=audit_id, file=synthetic_path.name,
                   gate_passed=decision.passed, failed=[c["name"] for c in decision.failed])

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audits.context import AuditContext, Claim
-from audits.report import render_html
+from audits.report import data_figures, first_screen, library_versions
 from audits.suite import audit_document, run_audits
 from policies.loader import policy_digest
 from privacy.dataset import SourceFiles, load_source, split_source
@@ -25,6 +25,7 @@ from privacy.sequences import SequenceData
 from release.atomic import write_atomic
 from release.db import Approval, DatasetVersion, Run, log_event
 from release.gate import GateDecision, evaluate
+from release.report import audit_time_extras, current_extras, write_audit_reports
 from release.sources import source_policy, version_files
 from release.statement import file_digests, statement_digest
 from release.synthesize import check_target, load_synthetic_data
@@ -122,15 +123,11 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
         raise IntegrityError(f"run {run_id}: synthetic.parquet is missing or unreadable") from exc
     except InputError as exc:
         raise IntegrityError(f"run {run_id}: synthetic.parquet does not conform to the schema: {exc}") from exc
-    figures: dict[str, str] = {}
     if schema.is_graph:
-        from audits.graph.plots import degree_distribution_svg
         from audits.graph.suite import run_graph_audits
 
         assert isinstance(synthetic, GraphData)
         results = run_graph_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
-        figures["Degree distributions: real training graph and synthetic graph"] = degree_distribution_svg(
-            train, synthetic)
     elif schema.is_sequential:
         from audits.sequential.suite import run_sequence_audits
 
@@ -148,9 +145,15 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
     }
     doc = audit_document(results, context)
     doc["gate"] = decision.to_dict()
+    doc["software"] = library_versions()
+    if progress is not None:
+        progress("report: figures and report.html")
+    figures = data_figures(schema.kind, train, synthetic, schema)
     d = ws.run_dir(run_id)
     write_atomic(d / "audit.json", json.dumps(doc, indent=2, sort_keys=True).encode())
-    write_atomic(d / "report.html", render_html(doc, figures).encode())
+    extras = audit_time_extras(ws, source=src_name, policy=policy, requester=requester, schema=schema.to_dict(),
+                               state="awaiting_approval" if decision.passed else "gate_failed")
+    write_audit_reports(d, doc, figures, extras)
 
     statement = {
         "synthgate_statement": 1,
@@ -225,6 +228,7 @@ def review(ws: Workspace, run_id: str) -> dict[str, Any]:
         }
     audit_path = ws.run_dir(run_id) / "audit.json"
     out["attacks"] = []
+    out["decision"] = None
     if audit_path.is_file():
         try:
             doc = json.loads(audit_path.read_text())
@@ -232,6 +236,9 @@ def review(ws: Workspace, run_id: str) -> dict[str, Any]:
             out["attacks"] = attack_figures(doc)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"run {run_id}: audit.json is unreadable") from exc
+        screen = first_screen(doc, current_extras(ws, run_id, doc, view="release", for_print=False))
+        out["decision"] = {"status": screen.status, "headline": screen.headline, "reason": screen.reason,
+                           "guarantee": screen.guarantee, "budget": screen.budget, "approvals": screen.approvals}
     return out
 
 

@@ -129,6 +129,39 @@ def _node_unit_lines(g: dict[str, Any]) -> list[str]:
     return lines
 
 
+def not_covered_lines(st: dict[str, Any]) -> list[str]:
+    """The privacy statement's "what is not covered" lines (markdown), also shown in the report's
+    methods appendix."""
+    kind = (st.get("schema") or {}).get("kind")
+    sequential = kind == "sequential"
+    graph = kind == "graph"
+    node_unit = graph and ((st.get("schema") or {}).get("graph") or {}).get("unit") == "node"
+    return [
+        "- The audit figures in `audit.json` and `report.html` (attack success rates, distances, quality and "
+        "utility scores) were computed on the steward's side on the real training and holdout data and are "
+        "**not** differentially private. They are evidence that the release is safe, not part of the "
+        "guarantee, and the gate's pass/fail outcome is itself a small side channel.",
+        "- `report.html` draws the synthetic data's distributions and table-level comparisons (distances "
+        "between distributions, association differences, attack curves, risks); histograms of the real records "
+        "(a bin or category that one person's value fills) stay in the steward's copy of the report.",
+        "- Differential privacy bounds what the release reveals about any one record; it does not hide "
+        "population-level patterns, which the synthetic data is meant to keep.",
+        *(
+            ["- An entity recorded under several keys (one customer with two accounts) is protected as "
+             "separate entities: the guarantee for such a person is weaker (group privacy)."]
+            if sequential else
+            ["- A person who appears as several nodes is protected as several nodes (group privacy: a "
+             "weaker guarantee for that person)."]
+            if node_unit else
+            ["- A person who appears as several nodes is protected per edge of each; the guarantee says "
+             "nothing about the node attributes beyond what the generator card states."]
+            if graph else
+            ["- Records that appear several times in the source (the same person twice) are protected as "
+             "separate records: the guarantee for such a person is weaker (group privacy)."]
+        ),
+    ]
+
+
 def privacy_statement_md(st: dict[str, Any]) -> str:
     card = st["generator"]
     spend = st["spend"]
@@ -175,25 +208,7 @@ def privacy_statement_md(st: dict[str, Any]) -> str:
         *_empirical_check(st),
         "",
         "## What is not covered",
-        "- The audit figures in `audit.json` and `report.html` (attack success rates, distances, quality and "
-        "utility scores) were computed on the steward's side on the real training and holdout data and are "
-        "**not** differentially private. They are evidence that the release is safe, not part of the "
-        "guarantee, and the gate's pass/fail outcome is itself a small side channel.",
-        "- Differential privacy bounds what the release reveals about any one record; it does not hide "
-        "population-level patterns, which the synthetic data is meant to keep.",
-        *(
-            ["- An entity recorded under several keys (one customer with two accounts) is protected as "
-             "separate entities: the guarantee for such a person is weaker (group privacy)."]
-            if sequential else
-            ["- A person who appears as several nodes is protected as several nodes (group privacy: a "
-             "weaker guarantee for that person)."]
-            if node_unit else
-            ["- A person who appears as several nodes is protected per edge of each; the guarantee says "
-             "nothing about the node attributes beyond what the generator card states."]
-            if graph else
-            ["- Records that appear several times in the source (the same person twice) are protected as "
-             "separate records: the guarantee for such a person is weaker (group privacy)."]
-        ),
+        *not_covered_lines(st),
         "",
         "## Generator card",
         "```json",

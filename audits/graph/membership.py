@@ -44,7 +44,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from audits.bounds import auc_with_interval, dp_auc_bound, null_auc_half_width, tpr_at_fpr
+from audits.bounds import auc_with_interval, dp_auc_bound, null_auc_half_width, roc_points, tpr_at_fpr
 from audits.context import AuditContext
 from audits.result import AuditResult, Metric
 from policies.model import Policy
@@ -240,6 +240,7 @@ def run_graph_membership(
         "members_present_share": round(float((s_in >= 1).mean()), 6),
         "nonmembers_present_share": round(float((s_out >= 1).mean()), 6),
         "unit": "edge",
+        "roc": roc_points(s_in, s_out),
     }
     metrics = [Metric(
         name="edge_membership_auc", value=value, goal="minimize", threshold=threshold, interval=(lo, hi),

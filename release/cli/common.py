@@ -91,6 +91,52 @@ def raise_if_failed(decision: GateDecision, what: str) -> None:
     raise GateError(f"gate failed for {what}: {failed}")
 
 
+def symbol(outcome: str) -> str:
+    """A pass/fail symbol the output can carry (ASCII where the stream cannot encode it)."""
+    from audits.report.summary import SYMBOLS
+
+    fancy, plain = SYMBOLS[outcome]
+    try:
+        fancy.encode(out_console.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return plain
+    return fancy
+
+
+_STYLE = {"pass": "green", "fail": "red", "dp_failure": "bold red", "empty": "red", "info": "dim"}
+
+
+def print_first_screen(info: dict[str, Any], rows: Any) -> None:
+    """The report's first screen in the terminal: decision, guarantee, budget, approvals, then every
+    gate check with its meaning. Outcomes are words and symbols; colour only repeats them, so the
+    screen reads the same under ``NO_COLOR``, in a pipe or a log."""
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    d = info["decision"]
+    status = d["status"]
+    word = {"pass": "PASS", "fail": "FAIL", "dp_failure": "FAIL (DP FAILURE)", "empty": "FAIL"}[status]
+    sym = symbol("dp_failure" if status == "dp_failure" else "pass" if status == "pass" else "fail")
+    style = _STYLE[status]
+    lines = [f"[{style}]{sym} {word}[/{style}]  [bold]{escape(d['headline'])}[/bold]", escape(d["reason"]), "",
+             f"[bold]Guarantee:[/bold] {escape(d['guarantee'])}"]
+    if d.get("budget"):
+        lines.append(f"[bold]Budget:[/bold] {escape(d['budget'])}")
+    lines.append(f"[bold]{escape(d['approvals'].split(':', 1)[0])}:[/bold]{escape(d['approvals'].split(':', 1)[1])}")
+    title = (f"run {info['run_id']} · source {escape(str(info['source']))} · {escape(str(info['generator']))} · "
+             f"policy {escape(str(info['policy']))} · {info['state']}")
+    # wrapped inside the panel (the console's soft wrap would crop the panel's lines instead)
+    out_console.print(Panel("\n".join(lines), title=title, title_align="left", border_style=style), soft_wrap=False)
+    t = Table(Column("check", no_wrap=True), "value", "95% interval", Column("threshold", no_wrap=True),
+              Column("result", no_wrap=True), "meaning", title="Gate checks", title_justify="left")
+    for r in rows:
+        outcome = r.outcome
+        flags = "".join(f"\n[yellow]flag:[/yellow] {escape(f)}" for f in r.flags)
+        t.add_row(escape(r.name), r.value, r.interval, f"{r.threshold} ({r.gated_on.split(' ')[0]})",
+                  f"[{_STYLE[outcome]}]{symbol(outcome)} {r.word}[/{_STYLE[outcome]}]", escape(r.meaning) + flags)
+    out_console.print(t, soft_wrap=False)
+
+
 def print_checks(checks: list[dict[str, Any]]) -> None:
     t = Table("check", "value", "gated on", "threshold", "result", "flags")
     for c in checks:

@@ -33,6 +33,7 @@ from release.cli.common import (
     out_console,
     print_attacks,
     print_checks,
+    print_first_screen,
     progress,
     raise_if_failed,
     workspace_path,
@@ -315,11 +316,13 @@ def audit_cmd(ctx: click.Context, run_id: str, target: str | None, profile: str 
     outcome = audit(ws, run_id, target=target, profile=profile, progress=lambda name: progress(f"audit: {name}"))
     d = ws.run_dir(run_id)
     data = {"run_id": run_id, "gate_passed": outcome.decision.passed, "checks": outcome.decision.checks,
-            "report": str(d / "report.html"), "audit": str(d / "audit.json")}
+            "report": str(d / "report.html"), "steward_report": str(d / "report-steward.html"),
+            "audit": str(d / "audit.json")}
 
     def human() -> None:
         print_checks(outcome.decision.checks)
-        click.echo(f"gate {'PASSED' if outcome.decision.passed else 'FAILED'}; report: {d / 'report.html'}")
+        click.echo(f"gate {'PASSED' if outcome.decision.passed else 'FAILED'}; report: {d / 'report.html'}; "
+                   f"steward's copy (real distributions, do not release): {d / 'report-steward.html'}")
 
     emit(data, as_json, human)
     raise_if_failed(outcome.decision, f"run {run_id}")
@@ -338,12 +341,16 @@ def review_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
     def human() -> None:
         sp = info["spend"]
+        if info["decision"] is not None:
+            from audits.report.summary import check_row
+
+            print_first_screen(info, [check_row(c) for c in info["gate_checks"]])
         click.echo(f"run {info['run_id']} of {info['source']}: {info['state']}; generator {info['generator']}; "
                    f"epsilon {sp['epsilon']:g}, delta {sp['delta']:g}; requested by {info['requester']}; "
                    f"policy {info['policy']}")
         if info["error"]:
             click.echo(f"error: {info['error']}")
-        if info["gate_checks"]:
+        if info["gate_checks"] and info["decision"] is None:
             print_checks(info["gate_checks"])
         if info["attacks"]:
             print_attacks(info["attacks"])
@@ -353,6 +360,48 @@ def review_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
             click.echo(f"  {a['steward']}: {a['decision']} {a['comment']}")
 
     emit(info, as_json, human)
+
+
+@click.command("report")
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["html", "pdf", "json"]), default="html", show_default=True,
+              help="html: the report page; pdf: the same page printed by a headless Chromium; json: audit.json, "
+                   "validated against its schema.")
+@click.option("--view", type=click.Choice(["release", "steward"]), default="release", show_default=True,
+              help="release: the page as the bundle carries it (no histograms of real records); steward: the "
+                   "steward's copy with the real distributions (never to be released).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write here instead of standard output (required for pdf).")
+@json_option
+@click.pass_context
+def report_cmd(ctx: click.Context, run_id: str, fmt: str, view: str, output: str | None, as_json: bool) -> None:
+    """Redraw a run's (or a file audit's) report with today's budget, state and approvals.
+
+    The report.html bound into the run's statement (and the bundle) stays as the audit drew it.
+
+    Example: synthgate report run-0123456789ab --format pdf -o report.pdf
+    """
+    from release.report import render_report
+
+    ws = get_workspace(ctx)
+    if fmt == "pdf" and output is None:
+        raise InputError("--format pdf needs -o FILE")
+    if output is not None:
+        target = Path(output).resolve()
+        if target.is_relative_to(ws.root.resolve()):
+            # the bound report.html, audit.json and the ledger live there: a redrawn copy must not replace them
+            raise InputError(f"{output}: inside the workspace; write the report elsewhere")
+        if target.exists() and not target.is_file():
+            raise InputError(f"{output}: not a regular file")
+    data = render_report(ws, run_id, fmt=fmt, view=view)  # type: ignore[arg-type]
+    if output is None:
+        if as_json and fmt != "json":
+            raise InputError("--json without -o: the report itself goes to standard output")
+        click.echo(data.decode(), nl=False)
+        return
+    write_atomic(Path(output), data)
+    info = {"run_id": run_id, "format": fmt, "view": view, "path": str(Path(output)), "bytes": len(data)}
+    emit(info, as_json, lambda: click.echo(f"{fmt} report of {run_id} ({view} view) written to {output}"))
 
 
 RUN_STATES = ("created", "synthesized", "auditing", "gate_failed", "awaiting_approval", "approved", "released",
@@ -387,4 +436,5 @@ def runs_cmd(ctx: click.Context, source: str | None, state: str | None, as_json:
     emit(rows, as_json, human)
 
 
-COMMANDS = [init_cmd, schema_group, register_cmd, budget_cmd, synthesize_cmd, audit_cmd, review_cmd, runs_cmd]
+COMMANDS = [init_cmd, schema_group, register_cmd, budget_cmd, synthesize_cmd, audit_cmd, review_cmd, report_cmd,
+            runs_cmd]

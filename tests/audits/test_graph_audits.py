@@ -9,7 +9,6 @@ ignores its edges, which every privacy attack must pass) and an Erdos-Renyi grap
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,8 @@ from audits.graph.fidelity import (
 )
 from audits.graph.game import run_graph_game, run_graph_one_run
 from audits.graph.membership import edge_scores, run_graph_membership, undirected_adjacency
-from audits.graph.plots import degree_ccdf, degree_distribution_svg
 from audits.graph.suite import GRAPH_AUDITS, run_graph_audits
+from audits.report.figures import degree_ccdf, graph_figures
 from audits.result import AuditResult, Metric
 from audits.suite import audit_document, gate_passed
 from policies import load_policy
@@ -395,26 +394,29 @@ def test_empty_synthetic_graph(small: tuple[GraphData, GraphData, Schema], polic
 # the degree figure
 
 
-def test_degree_svg(email_split: tuple[GraphData, GraphData], small: tuple[GraphData, GraphData, Schema]) -> None:
+def test_degree_figure(email_split: tuple[GraphData, GraphData], email_schema: Schema,
+                       small: tuple[GraphData, GraphData, Schema]) -> None:
     train, _ = email_split
-    svg = degree_distribution_svg(train, erdos_renyi(train, train.n_edges, 1))
-    root = ET.fromstring(svg)
-    ns = "{http://www.w3.org/2000/svg}"
-    assert root.tag == f"{ns}svg" and root.get("role") == "img"
-    assert root.find(f"{ns}title") is not None and root.find(f"{ns}desc") is not None
-    groups = {g.get("class"): g for g in root.iter(f"{ns}g")}
-    assert set(groups) == {"series-real", "series-synthetic"}
-    assert groups["series-real"].find(f"{ns}polyline") is not None
-    dashed = groups["series-synthetic"].find(f"{ns}polyline")
-    assert dashed is not None and dashed.get("stroke-dasharray")
-    assert groups["series-real"].find(f"{ns}circle") is not None
-    assert groups["series-synthetic"].find(f"{ns}rect") is not None
-    texts = " ".join(t.text or "" for t in root.iter(f"{ns}text"))
-    assert "Real" in texts and "Synthetic" in texts and "Degree" in texts
-    assert "<script" not in svg and "http" not in svg.replace("http://www.w3.org/2000/svg", "")
-    # an edgeless synthetic graph still gives a well-formed figure
-    real, _, _ = small
-    ET.fromstring(degree_distribution_svg(real, real.with_edges(np.zeros((0, 2)))))
+    syn = erdos_renyi(train, train.n_edges, 1)
+    (fig,) = graph_figures(train, syn, email_schema)
+    assert fig.key == "degrees" and fig.section == "fidelity"
+    steward, release = fig.steward, fig.release
+    assert release is not None
+    names = [t["name"] for t in steward["data"]]
+    assert any(n.startswith("real") for n in names) and any(n.startswith("synthetic") for n in names)
+    # side by side on log scales, the same y axis for both panels
+    assert steward["layout"]["xaxis"]["type"] == "log" and steward["layout"]["yaxis"]["type"] == "log"
+    assert steward["layout"]["yaxis2"]["matches"] == "y"
+    # the real graph's degrees are the steward's: the released figure draws the synthetic graph only
+    assert all(t["name"].startswith("synthetic") for t in release["data"])
+    real_x = {x for t in steward["data"] if t["name"] == "real (training split)" for x in t["x"]}
+    assert real_x == set(np.unique(train.degrees()[train.degrees() > 0]).tolist())
+    shares = next(t["y"] for t in steward["data"] if t["name"] == "real (training split)")
+    assert sum(shares) == pytest.approx(float((train.degrees() > 0).mean()), abs=1e-4)
+    # an edgeless synthetic graph still gives a figure
+    real, _, schema = small
+    (empty,) = graph_figures(real, real.with_edges(np.zeros((0, 2))), schema)
+    assert empty.release is not None and empty.release["data"][0]["x"] == []
     d, p = degree_ccdf(real.degrees())
     assert d.tolist() == [1, 2, 3] and p == pytest.approx([5 / 6, 4 / 6, 1 / 6])
 

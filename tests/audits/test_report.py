@@ -127,7 +127,10 @@ def test_run_audits_end_to_end(train, holdout, copy_of_train, schema, make_polic
     assert {"dcr_share", "exact_match_train_minus_holdout", "linkability", "domias_auc"} <= failed
     json.dumps(doc, allow_nan=False)
     page = render_html(doc)
-    assert "Decision: FAIL" in page and "<script" not in page
+    assert "Decision: FAIL" in page
+    # the density-ratio attack's ROC curve is drawn: plotly.js inlined once, one JSON block of figures
+    assert page.count("<script>") == 2 and page.count('id="synthgate-plots"') == 1
+    assert 'data-plot="roc"' in page and 'data-plot="anonymeter"' in page and 'data-plot="utility"' in page
 
 
 @pytest.mark.slow
@@ -155,6 +158,7 @@ def test_a_refuted_dp_claim_is_a_dp_failure_not_a_threshold_miss():
     doc = audit_document(results, CONTEXT)
     doc["gate"] = decision.to_dict()
     page = render_html(doc)
-    assert "DP FAILURE: the claimed epsilon is refuted by one_run_epsilon_lb" in page
-    # the table says it in words, not only in colour
-    assert ">DP FAILURE</td>" in page and ">FAIL</td>" in page
+    assert "Decision: FAIL (DP FAILURE)" in page
+    assert "The claimed epsilon is refuted by one_run_epsilon_lb" in page
+    # the table says it in words and a symbol, not only in colour
+    assert "‼ DP FAILURE</td>" in page and "✗ FAIL</td>" in page

@@ -132,7 +132,7 @@ def test_a_configuration_model_is_audited(exported: tuple[Path, Path, dict]) -> 
     notes = {r["audit"]: r["notes"] for r in doc["results"]}
     assert "not run" in notes["one_run"][0] and "not run" in notes["shadow_game"][0]
     report = (Path(out["audit"]).parent / "report.html").read_text()
-    assert "<svg" in report and "Degree distributions" in report
+    assert 'data-plot="degrees"' in report and "Degree distributions" in report
 
 
 def test_refusals_are_one_line(exported: tuple[Path, Path, dict]) -> None:

@@ -7,6 +7,8 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audits.audit_schema import validate_audit_document
+
 if TYPE_CHECKING:  # the fixture type lives in conftest.py
     from conftest import Env
 
@@ -88,8 +90,13 @@ def test_audit_json_and_report_written(env: Env, run_id: str) -> None:
     d = env.ws / "runs" / run_id
     doc = json.loads((d / "audit.json").read_text())
     assert doc["gate"]["passed"] is True
+    validate_audit_document(doc)
     html = (d / "report.html").read_text()
     assert "<script src" not in html and run_id in html
+    # the released view and the steward's copy; the figures that need the real data stay beside them
+    assert "real (training split)" not in html
+    assert "Steward's copy: do not release." in (d / "report-steward.html").read_text()
+    assert json.loads((d / "figures.json").read_text())["synthgate_figures"] == 1
 
 
 def test_target_is_fixed_once_chosen(env: Env, run_id: str) -> None:

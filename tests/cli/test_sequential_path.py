@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from audits.audit_schema import validate_audit_document
 from release.cli.main import cli
 
 DATA = Path(__file__).parents[1] / "data"
@@ -53,6 +54,7 @@ def _through_release(root: Path, ws: Path, run_id: str, tag: str) -> Path:
     audit_path = ws / "runs" / run_id / "audit.json"
     assert audit_path.exists(), res.output + res.stderr
     doc = json.loads(audit_path.read_text())
+    validate_audit_document(doc)
     assert doc["context"]["kind"] == "sequential"
     failed = [f"{c['name']}={c['gated_value']} (threshold {c['threshold']})" for c in doc["gate"]["checks"]
               if not c["passed"]]
