@@ -182,7 +182,8 @@ def _approvals(extras: ReportExtras) -> tuple[str, int, int | None]:
     rejected = [a for a in extras.approvals if a.get("decision") == "reject"]
     required = extras.approvals_required
     if required is None and not extras.approvals:
-        return "Approvals: not applicable (no run to approve).", 0, None
+        note = f" {extras.snapshot_note}" if extras.snapshot_note else ""
+        return f"Approvals: not applicable (no run to approve).{note}", 0, None
     parts = [f"Approvals: {len(approved)} of {required if required is not None else '?'} required"]
     if approved:
         parts[0] += " (" + ", ".join(str(a.get("steward")) for a in approved) + ")"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 
@@ -25,6 +26,15 @@ def test_copy_of_the_exported_training_split_is_a_dp_failure(env) -> None:
     # the retraining audits are named as not run, not silently skipped
     notes = {r["audit"]: r["notes"] for r in audit["results"]}
     assert "not run" in notes["one_run"][0] and "not run" in notes["shadow_game"][0]
+    # its report: the claim is the outside party's, and nothing here can be approved
+    page = env.run("report", doc["audit_id"]).stdout
+    assert "Decision: FAIL (DP FAILURE)" in page and "Claimed by the outside party" in page
+    assert "not applicable (no run to approve)" in page
+    assert "A file audit: nothing here can be approved or released." not in page  # that is the audit-time copy's
+    bound = (Path(doc["audit"]).parent / "report.html").read_text()
+    assert "A file audit: nothing here can be approved or released." in bound
+    assert "Steward's copy" in (Path(doc["audit"]).parent / "report-steward.html").read_text()
+    assert json.loads(env.run("report", doc["audit_id"], "--format", "json").stdout) == audit
 
 
 def test_export_is_stable_and_logged(env) -> None:
