@@ -76,7 +76,8 @@ details{margin:.3rem 0 .8rem}summary{cursor:pointer;font-weight:600}
 pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font-size:.8rem;white-space:pre-wrap}
 footer{margin-top:3rem;padding-top:1rem;border-top:1px solid #bbb;font-size:.9rem}
 a{color:#0b5394}
-@media print{body{max-width:none;margin:0;font-size:10pt}nav{display:none}.plot{min-height:0}
+@page{size:A4;margin:14mm}
+@media print{body{max-width:none;margin:0;font-size:10pt}nav,.modebar-container{display:none}.plot{min-height:0}
 h2{break-after:avoid}table,figure{break-inside:avoid}details>summary{list-style:none}}
 """
 
