@@ -7,11 +7,11 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from policies.model import Policy
 from privacy.errors import PolicyError
+from privacy.strict_yaml import YamlError, load_yaml
 
 
 def available_policies() -> list[str]:
@@ -37,9 +37,9 @@ def _read_text(name_or_path: str) -> tuple[str, str]:
 def parse_policy(text: str, origin: str = "policy") -> Policy:
     """Validate policy text (YAML or JSON); one line naming the first problem."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{origin}: not valid YAML/JSON") from exc
+        raw = load_yaml(text)
+    except YamlError as exc:
+        raise PolicyError(f"{origin}: not valid YAML/JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise PolicyError(f"{origin}: a policy must be a mapping")
     try:

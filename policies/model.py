@@ -5,13 +5,33 @@ Validated with pydantic; unknown keys are errors at every level (``extra="forbid
 
 from __future__ import annotations
 
-from typing import Literal
+import types
+import typing
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number (``int``, ``float``, optionally ``None``) and not a bool."""
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    args = typing.get_args(annotation) if union else (annotation,)
+    return bool not in args and any(a in (int, float) for a in args)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # infinite or NaN numbers are refused everywhere: an infinite budget cap is no cap
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1 in lax mode: "per_release_epsilon: yes" must not become epsilon 1
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if _numeric(annotation):
+                raise ValueError("expected a number, not true/false")
+        return value
 
 
 class Budget(_Strict):
@@ -143,7 +163,8 @@ class Approvals(_Strict):
 class Policy(_Strict):
     """A release policy, e.g. the bundled ``default``, ``health`` and ``finance`` profiles."""
 
-    name: str
+    #: shown in messages and recorded with every source: one line of printable text
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     description: str = ""
     budget: Budget
     holdout_fraction: float = Field(gt=0, lt=1)

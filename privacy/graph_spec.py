@@ -171,13 +171,13 @@ class GraphSpec:
         unknown = set(raw) - _GRAPH_KEYS
         if unknown:
             raise InputError(f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
-        edges = raw.get("edges") or {"format": "pairs"}
+        edges = _absent_is(raw.get("edges"), {"format": "pairs"})
         if not isinstance(edges, dict):
             raise InputError(f"{where}: 'edges' must be a mapping (format, source, target)")
         unknown = set(edges) - _EDGE_KEYS
         if unknown:
             raise InputError(f"{where}: 'edges' has unknown keys: {', '.join(sorted(map(str, unknown)))}")
-        ignore = raw.get("ignore") or []
+        ignore = _absent_is(raw.get("ignore"), [])
         if not isinstance(ignore, list):
             raise InputError(f"{where}: 'ignore' must be a list of column names")
         return cls(
@@ -185,16 +185,23 @@ class GraphSpec:
             unit=raw.get("unit", "edge"),
             nodes=raw.get("nodes", "public"),
             node_count=_opt_int(raw.get("node_count"), "node_count"),
-            node_key=str(raw.get("node_key", "node")),
+            node_key=_name(raw.get("node_key", "node"), "node_key"),
             id_type=raw.get("id_type", "integer"),
             edge_format=edges.get("format", "pairs"),
-            source=str(edges.get("source", "source")),
-            target=str(edges.get("target", "target")),
+            source=_name(edges.get("source", "source"), "edges 'source'"),
+            target=_name(edges.get("target", "target"), "edges 'target'"),
             self_loops=raw.get("self_loops", "error"),
             duplicates=raw.get("duplicates", "error"),
-            ignore=tuple(str(c) for c in ignore),
+            ignore=tuple(_name(c, "'ignore' entry") for c in ignore),
             max_degree=_opt_int(raw.get("max_degree"), "max_degree"),
         )
+
+
+def _name(v: Any, what: str) -> str:
+    """A column name: text (a bare number is read as its text), never a list, mapping or yes/no/null."""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise InputError(f"schema 'graph': {what} must be a column name (quote yes/no/null)")
+    return str(v)
 
 
 def _opt_int(v: Any, name: str) -> int | None:
@@ -204,8 +211,13 @@ def _opt_int(v: Any, name: str) -> int | None:
         raise InputError(f"schema 'graph': {name} must be an integer")
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"schema 'graph': {name} must be an integer") from None
     if not f.is_integer():
         raise InputError(f"schema 'graph': {name} must be an integer")
     return int(f)
+
+
+def _absent_is(value: Any, default: Any) -> Any:
+    """``default`` for a key left out or null; any other value as given (``[]``, ``""`` or 0 are not "absent")."""
+    return default if value is None else value

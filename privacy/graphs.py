@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +147,10 @@ def read_edge_bytes(data: bytes, spec: GraphSpec, hint: str) -> tuple[list[str],
     if spec.edge_format == "pairs":
         if data[:4] == b"PAR1":
             raise InputError(f"{hint}: a Parquet edge file needs edges format 'csv' with source/target columns")
+        if b"\x00" in data:
+            raise InputError(f"{hint} is not an edge list (it holds NUL bytes)")
         try:
-            text = data.decode("utf-8")
+            text = data.decode("utf-8-sig")  # a byte order mark is not part of the first id
         except UnicodeDecodeError:
             raise InputError(f"{hint} is not UTF-8 text") from None
         src: list[str] = []
@@ -187,14 +190,18 @@ def read_edge_bytes(data: bytes, spec: GraphSpec, hint: str) -> tuple[list[str],
     return out[0], out[1]
 
 
+_INT_ID = re.compile(r"[+-]?[0-9]{1,4000}")
+
+
 def _int_ids(ids: list[str], hint: str) -> list[str]:
     """Integer ids in canonical text (``007`` and ``7`` are one node); error for anything else."""
     out = []
     bad = 0
     for t in ids:
-        try:
+        # ASCII digits only: int() also reads "1_000", "١٢" and " 7", which no edge file means as ids
+        if _INT_ID.fullmatch(t):
             out.append(str(int(t)))
-        except ValueError:
+        else:
             bad += 1
     if bad:
         raise InputError(f"{hint}: {bad} node ids are not integers (the schema says id_type: integer)")

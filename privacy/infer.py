@@ -59,9 +59,12 @@ def _infer_column(c: str, s: pl.Series, *, nullable_ok: bool) -> Column:
     non_null = txt.filter(~missing)
     nullable = nullable_ok and bool(missing.any())
     as_float = non_null.cast(pl.Float64, strict=False)
-    numeric = non_null.len() > 0 and as_float.null_count() == 0 and non_null.n_unique() > 20
+    # NaN and infinities are no numeric domain: such a column is drafted as categorical
+    numeric = (non_null.len() > 0 and as_float.null_count() == 0 and bool(as_float.is_finite().all())
+               and non_null.n_unique() > 20)
     if numeric:
-        is_int = bool((as_float.round(0) == as_float).all())
+        # integer bounds must be exact in a float (Column refuses others): larger values draft a float column
+        is_int = bool((as_float.round(0) == as_float).all()) and float(as_float.abs().max()) < 2**53  # type: ignore[arg-type]
         lo, hi = float(as_float.min()), float(as_float.max())  # type: ignore[arg-type]
         if lo == hi:
             hi = lo + 1
@@ -105,7 +108,9 @@ def infer_sequence_schema(
     if txt.null_count() or bool((txt == "").any()) or keys.null_count():
         raise InputError(f"{path}: the entity and order columns must have no missing values")
     as_float = txt.cast(pl.Float64, strict=False)
-    if as_float.null_count() == 0 and bool((as_float.round(0) == as_float).all()) and not _looks_like_date(txt):
+    integers = (as_float.null_count() == 0 and bool(as_float.is_finite().all())
+                and bool((as_float.round(0) == as_float).all()) and float(as_float.abs().max()) < 2**53)  # type: ignore[arg-type]
+    if integers and not _looks_like_date(txt):
         otype: Literal["integer", "date"] = "integer"
         fmt = "%Y-%m-%d"
         values = as_float.cast(pl.Int64)

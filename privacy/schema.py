@@ -18,6 +18,7 @@ import yaml
 from privacy.errors import InputError
 from privacy.graph_spec import GraphSpec
 from privacy.sequence_spec import SequenceSpec
+from privacy.strict_yaml import YamlError, load_yaml
 
 ColumnType = Literal["categorical", "integer", "float"]
 _TYPES = ("categorical", "integer", "float")
@@ -26,6 +27,8 @@ _SCHEMA_KEYS = {"kind", "name", "columns", "target", "drafted_from_data", "warni
                 "graph"}
 KINDS = ("tabular", "sequential", "graph")
 DEFAULT_BINS = 16
+#: integer bounds and cuts must be exact in a float64 (schemas carry them as floats) and fit an int64
+MAX_EXACT_INT = 2**53
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +78,8 @@ class Column:
                 raise InputError(f"{where}: needs finite min < max")
             if self.type == "integer" and not (float(self.min).is_integer() and float(self.max).is_integer()):
                 raise InputError(f"{where}: an integer column needs integer 'min' and 'max'")
+            if self.type == "integer" and max(abs(self.min), abs(self.max)) > MAX_EXACT_INT:
+                raise InputError(f"{where}: integer 'min' and 'max' must lie in [-2**53, 2**53]")
             if self.categories:
                 raise InputError(f"{where}: a numeric column takes no 'categories'")
             if not isinstance(self.bins, int) or self.bins < 2 or self.bins > 1000:
@@ -267,19 +272,25 @@ class Schema:
             raise InputError("schema 'columns' must be a non-empty mapping of name -> column")
         columns = []
         for name, spec in cols_raw.items():
+            if isinstance(name, bool) or not isinstance(name, (str, int, float)) or str(name) == "":
+                raise InputError(
+                    "schema column names must be non-empty text (quote names such as yes, no, null or dates)"
+                )
             if not isinstance(spec, dict):
                 raise InputError(f"schema column {name!r} must be a mapping")
             unknown = set(spec) - _COLUMN_KEYS
             if unknown:
                 raise InputError(f"schema column {name!r} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
-            cats = spec.get("categories") or ()
+            cats = _absent_is(spec.get("categories"), ())
             if not isinstance(cats, (list, tuple)):
                 raise InputError(f"schema column {name!r}: 'categories' must be a list")
             if any(isinstance(c, bool) or c is None for c in cats):
                 raise InputError(
                     f"schema column {name!r}: quote categories such as yes/no/true/null (YAML reads them as booleans)"
                 )
-            cuts = spec.get("cuts") or ()
+            if any(isinstance(c, (list, tuple, dict)) for c in (*cats, spec.get("other"))):
+                raise InputError(f"schema column {name!r}: 'categories' and 'other' must be text, not lists or mappings")
+            cuts = _absent_is(spec.get("cuts"), ())
             if not isinstance(cuts, (list, tuple)):
                 raise InputError(f"schema column {name!r}: 'cuts' must be a list of numbers")
             try:
@@ -290,12 +301,12 @@ class Schema:
                         # data values are compared after stripping spaces; so are categories
                         categories=tuple(str(c).strip() for c in cats),
                         other=None if spec.get("other") is None else str(spec["other"]),
-                        min=None if spec.get("min") is None else float(spec["min"]),
-                        max=None if spec.get("max") is None else float(spec["max"]),
+                        min=_bound(spec.get("min"), name, "min"),
+                        max=_bound(spec.get("max"), name, "max"),
                         bins=spec.get("bins", DEFAULT_BINS),
-                        cuts=tuple(float(x) for x in cuts),
+                        cuts=tuple(_bound(x, name, "cuts") for x in cuts),  # type: ignore[misc]
                         nullable=spec.get("nullable", False),
-                        description=str(spec.get("description", "")),
+                        description=_text(spec.get("description", ""), f"schema column {name!r}: 'description'"),
                     )
                 )
             except (TypeError, ValueError) as exc:
@@ -303,15 +314,21 @@ class Schema:
         kind = raw.get("kind", "tabular")
         seq_raw = raw.get("sequence")
         graph_raw = raw.get("graph")
+        drafted = raw.get("drafted_from_data", False)
+        if not isinstance(drafted, bool):
+            raise InputError("schema 'drafted_from_data' must be true or false")
+        target = raw.get("target")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (str, int, float))):
+            raise InputError("schema 'target' must be a column name")
         return cls(
             columns=tuple(columns),
             kind=kind,
             sequence=None if seq_raw is None else SequenceSpec.from_dict(seq_raw),
             graph=None if graph_raw is None else GraphSpec.from_dict(graph_raw),
-            name=str(raw.get("name", "")),
-            target=raw.get("target"),
-            drafted_from_data=bool(raw.get("drafted_from_data", False)),
-            description=str(raw.get("description", "")),
+            name=_text(raw.get("name", ""), "schema 'name'"),
+            target=None if target is None else str(target),
+            drafted_from_data=drafted,
+            description=_text(raw.get("description", ""), "schema 'description'"),
         )
 
     @classmethod
@@ -320,10 +337,42 @@ class Schema:
         if not p.is_file():
             raise InputError(f"schema file not found: {p}")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"schema file {p} is not valid YAML/JSON") from exc
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"schema file {p} is not UTF-8 text") from None
+        except OSError as exc:
+            raise InputError(f"cannot read schema file {p} ({exc.strerror})") from None
+        try:
+            raw = load_yaml(text)
+        except YamlError as exc:
+            raise InputError(f"schema file {p} is not valid YAML/JSON: {exc}") from None
         return cls.from_dict(raw)
 
     def dump_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def _bound(v: Any, column: Any, key: str) -> float | None:
+    """A numeric bound or cut as a float; booleans (YAML's yes/no) and numbers beyond float are refused."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise InputError(f"schema column {column!r}: {key!r} must be a number, not true/false")
+    try:
+        return float(v)
+    except OverflowError:
+        raise InputError(f"schema column {column!r}: {key!r} is too large") from None
+
+
+def _text(v: Any, where: str) -> str:
+    """A name or description: text (a bare number is read as its text), never a list or mapping."""
+    if v is None:
+        return ""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise InputError(f"{where} must be text")
+    return str(v)
+
+
+def _absent_is(value: Any, default: Any) -> Any:
+    """``default`` for a key left out or null; any other value as given (``[]``, ``""`` or 0 are not "absent")."""
+    return default if value is None else value

@@ -92,11 +92,17 @@ class SequenceSpec:
         if self.truncate not in ("first", "last"):
             raise InputError(f"{where}: truncate must be 'first' or 'last'")
         if self.order_type == "date":
+            # the format must write a date that it can read back (strptime refuses unknown directives
+            # and a lone '%'; a format that reads back another date cannot order events by day)
             try:
-                dt.date(2001, 2, 3).strftime(self.date_format)
-                parse_date("2001-02-03", ISO)
-            except (ValueError, TypeError) as exc:
-                raise InputError(f"{where}: bad date format {self.date_format!r}") from exc
+                day = dt.date(2001, 2, 3)
+                ok = bool(self.date_format) and parse_date(day.strftime(self.date_format), self.date_format) == (
+                    day - EPOCH).days
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                raise InputError(f"{where}: bad date format {self.date_format!r} (it must write and read back a "
+                                 "year, month and day, e.g. '%Y-%m-%d')")
         if len(set(self.static)) != len(self.static) or len(set(self.state)) != len(self.state):
             raise InputError(f"{where}: 'static' and 'state' must not repeat a column")
         if set(self.static) & set(self.state):
@@ -172,9 +178,11 @@ class SequenceSpec:
         if raw.get("entity") is None or raw.get("max_events") is None:
             raise InputError(f"{where}: needs 'entity' and 'max_events'")
         otype = order.get("type", "integer")
-        fmt = str(order.get("format", ISO))
-        static = raw.get("static") or []
-        state = raw.get("state") or []
+        fmt = order.get("format", ISO)
+        if not isinstance(fmt, str):
+            raise InputError(f"{where}: the order 'format' must be text such as '%Y-%m-%d'")
+        static = _absent_is(raw.get("static"), [])
+        state = _absent_is(raw.get("state"), [])
         if not isinstance(static, list) or not isinstance(state, list):
             raise InputError(f"{where}: 'static' and 'state' must be lists of column names")
         if otype == "date":
@@ -182,8 +190,8 @@ class SequenceSpec:
         else:
             lo, hi = _int(order["min"], "order min"), _int(order["max"], "order max")
         return cls(
-            entity=str(raw["entity"]),
-            order=str(order["column"]),
+            entity=_name(raw["entity"], "entity"),
+            order=_name(order["column"], "order column"),
             order_type=otype,
             date_format=fmt,
             order_min=lo,
@@ -193,8 +201,8 @@ class SequenceSpec:
             ties=_bool(order.get("ties", False), "ties"),
             max_events=_int(raw["max_events"], "max_events"),
             truncate=raw.get("truncate", "first"),
-            static=tuple(str(c) for c in static),
-            state=tuple(str(c) for c in state),
+            static=tuple(_name(c, "'static' entry") for c in static),
+            state=tuple(_name(c, "'state' entry") for c in state),
         )
 
 
@@ -214,12 +222,19 @@ def _date_bound(v: Any, name: str) -> int:
         raise InputError(f"schema 'sequence': order {name} must be an ISO date (YYYY-MM-DD)") from None
 
 
+def _name(v: Any, what: str) -> str:
+    """A column name: text (a bare number is read as its text), never a list, mapping or yes/no/null."""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise InputError(f"schema 'sequence': the {what} must be a column name (quote yes/no/null)")
+    return str(v)
+
+
 def _int(v: Any, name: str) -> int:
     if isinstance(v, bool):
         raise InputError(f"schema 'sequence': {name} must be an integer")
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"schema 'sequence': {name} must be an integer") from None
     if not f.is_integer() or abs(f) > 2**53:
         raise InputError(f"schema 'sequence': {name} must be an integer")
@@ -230,3 +245,8 @@ def _bool(v: Any, name: str) -> bool:
     if not isinstance(v, bool):
         raise InputError(f"schema 'sequence': {name} must be true or false")
     return v
+
+
+def _absent_is(value: Any, default: Any) -> Any:
+    """``default`` for a key left out or null; any other value as given (``[]``, ``""`` or 0 are not "absent")."""
+    return default if value is None else value

@@ -275,10 +275,13 @@ def _parse_order(s: pl.Series, spec: SequenceSpec, where: str) -> pl.Series:
             raise InputError(f"{where}: {n_bad} values are not dates in the format {spec.date_format!r}")
         return parsed.cast(pl.Int64).alias(s.name)
     as_float = txt.cast(pl.Float64, strict=False)
-    n_bad = as_float.null_count() + int(((as_float.round(0) != as_float) & as_float.is_not_null()).sum())
+    not_int = (as_float.round(0) != as_float) | ~as_float.is_finite()
+    n_bad = as_float.null_count() + int(not_int.fill_null(False).sum())
     if n_bad:
         raise InputError(f"{where}: {n_bad} values are not integers")
-    return as_float.cast(pl.Int64).alias(s.name)
+    # an integer beyond int64 is outside any order bounds (they lie within 2**53): keep it outside
+    # them, where it is dropped and counted, instead of failing the cast
+    return as_float.clip(-(2.0**62), 2.0**62).cast(pl.Int64).alias(s.name)
 
 
 def read_sequences(

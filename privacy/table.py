@@ -8,6 +8,7 @@ each is counted, and the domain is never widened (DESIGN.md section 4, rule 2).
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 from dataclasses import dataclass
@@ -48,40 +49,58 @@ def read_raw_fingerprinted(path: str | Path) -> tuple[pl.DataFrame, str]:
 
 
 def parse_table(data: bytes, hint: str = "data") -> pl.DataFrame:
-    """Parse CSV (every column as text) or Parquet bytes."""
+    """Parse CSV (every column as text) or Parquet bytes.
+
+    Refused with one line (counts and column names, never values): an empty file, NUL bytes or
+    invalid UTF-8 in CSV text, a CSV polars cannot parse (ragged rows, a quote left open), corrupt
+    Parquet, no rows, duplicate or empty column names, and columns of nested values (lists, structs).
+    """
     if len(data) == 0:
         raise InputError(f"data file is empty: {hint}")
-    head = data[:4096]
-    if head[:4] == _PARQUET_MAGIC:
+    if data[:4] == _PARQUET_MAGIC:
         try:
             df = pl.read_parquet(io.BytesIO(data))
         except Exception as exc:  # polars raises several unrelated types for corrupt files
             raise InputError(f"cannot read {hint} as Parquet") from exc
+        names = list(df.columns)
     else:
-        if b"\x00" in head:
-            raise InputError(f"{hint} is neither CSV text nor Parquet")
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if len(head) < 4096 or _bad_utf8_not_cut(head):
-                raise InputError(f"{hint} is not UTF-8 CSV text") from exc
+        if b"\x00" in data:
+            raise InputError(f"{hint} is neither CSV text nor Parquet (it holds NUL bytes)")
+        if not _is_utf8(data):
+            raise InputError(f"{hint} is not UTF-8 CSV text")
         try:
             df = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=True)
+            # polars renames a repeated header ("a", "a_duplicated_0"): read the header row as it is
+            header = pl.read_csv(io.BytesIO(data), infer_schema=False, has_header=False, n_rows=1)
         except Exception as exc:
             raise InputError(f"cannot parse {hint} as CSV") from exc
-    if df.height == 0:
+        names = ["" if v is None else str(v) for v in header.row(0)] if header.height else list(df.columns)
+    # blank lines after a header read as rows of nothing but missing values: no rows either
+    if df.height == 0 or (df.width and int(df.null_count().sum_horizontal()[0]) == df.height * df.width):
         raise InputError(f"data file has a header but no rows: {hint}")
-    if len(set(c.strip() for c in df.columns)) != len(df.columns):
+    stripped = [c.strip() for c in names]
+    unnamed = sum(1 for c in stripped if not c)
+    if unnamed:
+        raise InputError(f"{hint}: {unnamed} columns have no name in the header")
+    if len(set(stripped)) != len(stripped):
         raise InputError(f"{hint}: duplicate column names")
+    nested = [c for c, t in zip(df.columns, df.dtypes) if t.is_nested() or t == pl.Object]
+    if nested:
+        raise InputError(f"{hint}: columns {', '.join(c.strip() for c in nested)} hold nested values (lists or "
+                         "structs); every column must hold one value per row")
     return df.rename({c: c.strip() for c in df.columns})
 
 
-def _bad_utf8_not_cut(head: bytes) -> bool:
+def _is_utf8(data: bytes) -> bool:
+    """Whether the bytes are valid UTF-8, checked in chunks (no second copy of a large file)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        head[:-4].decode("utf-8")
+        for start in range(0, len(data), 1 << 20):
+            decoder.decode(data[start:start + (1 << 20)])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return True
-    return False
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -152,29 +171,29 @@ def conform_column(
             mapped[col.name] = n_out
             txt = pl.select(pl.when(inside).then(txt).otherwise(pl.lit(col.other))).to_series()
         return txt.alias(col.name)
-    dtype = pl.Int64 if col.type == "integer" else pl.Float64
+    if s.dtype == pl.Categorical or isinstance(s.dtype, pl.Enum):
+        s = s.cast(pl.Utf8)
     if s.dtype == pl.Utf8:
         raw = s.str.strip_chars()
         n_null_in = raw.null_count() + int((raw == "").sum())
-        if col.type == "integer":
-            # accept "12" and "12.0" but not "12.5"
-            as_float = raw.cast(pl.Float64, strict=False)
-            bad_int = int(((as_float.round(0) != as_float) & as_float.is_not_null()).sum())
-            if bad_int:
-                raise InputError(f"{where}: {bad_int} values are not integers")
-            vals = as_float.cast(pl.Int64, strict=False)
-        else:
-            vals = raw.cast(pl.Float64, strict=False)
-    else:
+        vals = raw.cast(pl.Float64, strict=False)
+    elif s.dtype.is_numeric() or s.dtype == pl.Null:
         n_null_in = s.null_count()
-        if col.type == "integer" and s.dtype.is_float():
-            bad_int = int(((s.round(0) != s) & s.is_not_null() & ~s.is_nan()).sum())
-            if bad_int:
-                raise InputError(f"{where}: {bad_int} values are not integers")
-        vals = s.cast(dtype, strict=False)
+        vals = s.cast(pl.Float64, strict=False)
+    else:
+        # a Parquet column of booleans, dates or bytes: casting would invent numbers (true -> 1)
+        raise InputError(f"{where}: the file stores {s.dtype} values, not {col.type} numbers")
+    if col.type == "integer":
+        # accept "12" and "12.0" but not "12.5"; NaN and infinities are not integers at all
+        bad_int = int(((vals.round(0) != vals) & vals.is_finite()).fill_null(False).sum())
+        if bad_int:
+            raise InputError(f"{where}: {bad_int} values are not integers")
+        not_finite = int((~vals.is_finite()).fill_null(False).sum())
+    else:
+        not_finite = 0
     n_null = vals.null_count()
-    if n_null > n_null_in:
-        raise InputError(f"{where}: {n_null - n_null_in} values are not {col.type} numbers")
+    if n_null + not_finite > n_null_in:
+        raise InputError(f"{where}: {n_null + not_finite - n_null_in} values are not {col.type} numbers")
     if n_null and not col.nullable:
         raise InputError(f"{where}: {n_null} missing values (numeric columns must be complete, or declared nullable)")
     if col.type == "float":
@@ -182,13 +201,13 @@ def conform_column(
         if n_nan:
             raise InputError(f"{where}: {n_nan} values are NaN")
     assert col.min is not None and col.max is not None
-    lo = int(col.min) if col.type == "integer" else col.min
-    hi = int(col.max) if col.type == "integer" else col.max
-    n_clip = int(((vals < lo) | (vals > hi)).fill_null(False).sum())
+    # clipped as floats: the bounds are exact there (integer bounds lie within 2**53), and a value
+    # too large for an int64 is clipped like any other out-of-bounds value
+    n_clip = int(((vals < col.min) | (vals > col.max)).fill_null(False).sum())
     if n_clip:
         clipped[col.name] = n_clip
-        vals = vals.clip(lo, hi)
-    return vals.cast(dtype).alias(col.name)
+        vals = vals.clip(col.min, col.max)
+    return vals.cast(pl.Int64 if col.type == "integer" else pl.Float64).alias(col.name)
 
 
 def load_conformed(path: str | Path, schema: Schema) -> tuple[pl.DataFrame, ConformReport]:

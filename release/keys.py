@@ -64,9 +64,16 @@ def _read(path: Path) -> bytes:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
+def _one_pem_block(path: Path, data: bytes) -> None:
+    # cryptography reads the first PEM block and ignores the rest: a file with two keys is ambiguous
+    if data.count(b"-----BEGIN ") > 1:
+        raise InputError(f"{path}: holds more than one PEM block; give one key per file")
+
+
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """Load an unencrypted PEM PKCS#8 Ed25519 private key; one-line ``InputError`` otherwise."""
     data = _read(path)
+    _one_pem_block(path, data)
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:
@@ -82,6 +89,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """Load a PEM SubjectPublicKeyInfo Ed25519 public key; one-line ``InputError`` otherwise."""
     data = _read(path)
+    _one_pem_block(path, data)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:

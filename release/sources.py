@@ -22,11 +22,12 @@ from privacy.table import ConformReport, conform, read_raw_fingerprinted
 from release.db import DatasetVersion, VersionFile, log_event
 from release.workspace import Workspace
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name or ""):
+    # fullmatch: with match and "$", a trailing newline ("adult\n") passed as part of a valid name
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(f"{kind} name {name!r} must be 1-100 letters, digits, '_', '.' or '-'")
     return name
 

@@ -31,22 +31,35 @@ class SynthgateGroup(click.Group):
             fail_line("aborted")
             sys.exit(1)
         except click.ClickException as exc:
-            fail_line(exc.format_message().replace("\n", " "))
+            fail_line(one_line(exc.format_message()))
             sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code or 2)
         except SynthgateError as exc:
             if debug:
                 raise
-            fail_line(str(exc).replace("\n", " "))
+            fail_line(one_line(str(exc)))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             fail_line("interrupted")
             sys.exit(130)
+        except OSError as exc:
+            # the file system refused a path the user gave (a name too long, a file where a folder
+            # was expected, no permission, a full disk): bad input or environment, not a bug
+            if debug:
+                raise
+            what = exc.strerror or type(exc).__name__
+            fail_line(one_line(f"{what}: {exc.filename}" if exc.filename is not None else what))
+            sys.exit(2)
         except Exception as exc:  # a bug: one line, exit 1, traceback only with --debug
             if debug:
                 raise
-            fail_line(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback")
+            fail_line(one_line(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback"))
             sys.exit(1)
         sys.exit(0)
+
+
+def one_line(message: str) -> str:
+    """The message on one line: every line break Python knows (\\r, \\u2028, ...) becomes a space."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip()) or "error"
 
 
 @click.group(cls=SynthgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
