@@ -108,9 +108,10 @@ def _external_seed(s: Session, ver: DatasetVersion, create: bool) -> int:
 
 
 def _split_for(ws: Workspace, source: str, split_of: str | None, *, create: bool,
-               vet: Callable[[Schema], None] | None = None) -> tuple[Source, SourceFiles, Policy, Schema, int, str]:
-    """The source, its files, policy and schema, and the split's seed; ``vet(schema)`` may refuse the
-    request before an external split is drawn."""
+               vet: Callable[[Schema, SourceFiles, Policy], None] | None = None,
+               ) -> tuple[Source, SourceFiles, Policy, Schema, int, str]:
+    """The source, its files, policy and schema, and the split's seed; ``vet(schema, files, policy)``
+    may refuse the request before an external split is drawn (and stored)."""
     with ws.transaction() as s:
         src = get_source(s, source)
         policy = source_policy(src)
@@ -126,11 +127,11 @@ def _split_for(ws: Workspace, source: str, split_of: str | None, *, create: bool
             ver = latest_version(s, src)
             seed, label = None, "external split of the source's latest version"
         schema = Schema.from_dict(json.loads(ver.schema_json))
+        files = version_files(s, ver)
         if vet is not None:
-            vet(schema)
+            vet(schema, files, policy)
         if seed is None:
             seed = _external_seed(s, ver, create)
-        files = version_files(s, ver)
         s.expunge(src)
     return src, files, policy, schema, seed, label
 
@@ -155,7 +156,8 @@ def export_train(ws: Workspace, source: str, out: Path, nodes_out: Path | None =
         raise InputError("--nodes-out must be another file than -o")
     _src, files, policy, schema, seed, _ = _split_for(
         ws, source, None, create=True,
-        vet=lambda sc: _node_option(sc, nodes_out, "--nodes-out", "the node table: every node id and the node attributes"))
+        vet=lambda sc, _f, _p: _node_option(sc, nodes_out, "--nodes-out",
+                                            "the node table: every node id and the node attributes"))
     fraction = policy.holdout_for(schema.kind)
     train, _ = split_source(load_source(files, schema), schema, fraction, seed)
     out_info: dict[str, Any] = {"source": source, "path": str(out), "rows": train.height, "holdout_fraction": fraction}
@@ -200,40 +202,53 @@ def audit_file(ws: Workspace, source: str, synthetic_path: Path, *, spec: Genera
     """
     if not synthetic_path.is_file():
         raise InputError(f"{synthetic_path}: no such file")
-    src, files, policy, schema, seed, split_label = _split_for(
-        ws, source, split_of, create=split_of is None,
-        vet=lambda sc: _node_option(sc, nodes, "--nodes", "the synthetic graph's node table: every node id and "
-                                                          "the node attributes"))
-    if nodes is not None and not nodes.is_file():
-        raise InputError(f"{nodes}: no such file")
+    pre: dict[str, Any] = {}
+
+    def vet(sc: Schema, src_files: SourceFiles, pol: Policy) -> None:
+        # everything that can refuse the request happens here, before a first external split is
+        # drawn and stored: a refused file must leave the workspace as it was
+        _node_option(sc, nodes, "--nodes", "the synthetic graph's node table: every node id and the node attributes")
+        if nodes is not None and not nodes.is_file():
+            raise InputError(f"{nodes}: no such file")
+        pre["target"] = target or pol.targets.get(source) or sc.target
+        check_target(pre["target"], sc)
+        if sc.is_graph:
+            assert nodes is not None
+            data = load_source(src_files, sc)
+            assert isinstance(data, GraphData)
+            pre["data"] = data
+            # with a public node set the ids must be the public ones (every split keeps all of them)
+            pre["synthetic"], rep = conform_external_graph(
+                _read_bytes(synthetic_path, "edge file"), _read_bytes(nodes, "node table"), sc,
+                hint=str(synthetic_path), public_labels=data.labels if sc.gspec.public_nodes else None)
+            pre["conformed"] = rep.to_dict()
+        elif sc.is_sequential:
+            pre["synthetic"], rep_s = conform_sequences(read_raw(synthetic_path), None, sc, path_hint=str(synthetic_path))
+            pre["conformed"] = rep_s.to_dict()
+        else:
+            pre["synthetic"], rep_t = conform(read_raw(synthetic_path), sc, path_hint=str(synthetic_path))
+            pre["conformed"] = {"rows": rep_t.rows, "clipped": rep_t.clipped, "mapped_to_other": rep_t.mapped_to_other}
+
+    src, files, policy, schema, seed, split_label = _split_for(ws, source, split_of, create=split_of is None, vet=vet)
     profile = profile or policy.audit.membership_required
-    target = target or policy.targets.get(src.name) or schema.target
-    check_target(target, schema)
-    train, holdout = split_source(load_source(files, schema), schema, policy.holdout_for(schema.kind), seed)
+    target = pre["target"]
+    synthetic = pre["synthetic"]
+    conformed: dict[str, Any] = pre["conformed"]
+    data = pre["data"] if "data" in pre else load_source(files, schema)
+    train, holdout = split_source(data, schema, policy.holdout_for(schema.kind), seed)
     ctx = AuditContext(target=target, claim=spec.claim, refitter=None, profile=profile, progress=progress)
-    conformed: dict[str, Any]
     if schema.is_graph:
         from audits.graph.suite import run_graph_audits
 
-        assert nodes is not None and isinstance(train, GraphData)
-        graph, graph_report = conform_external_graph(
-            _read_bytes(synthetic_path, "edge file"), _read_bytes(nodes, "node table"), schema,
-            hint=str(synthetic_path), public_labels=train.labels if schema.gspec.public_nodes else None)
-        conformed = graph_report.to_dict()
-        results = run_graph_audits(train, holdout, graph, schema, policy, ctx, progress=progress)
-        figures = data_figures("graph", train, graph, schema)
+        assert isinstance(train, GraphData)
+        results = run_graph_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
     elif schema.is_sequential:
         from audits.sequential.suite import run_sequence_audits
 
-        seq, seq_report = conform_sequences(read_raw(synthetic_path), None, schema, path_hint=str(synthetic_path))
-        conformed = seq_report.to_dict()
-        results = run_sequence_audits(train, holdout, seq, schema, policy, ctx, progress=progress)
-        figures = data_figures("sequential", train, seq, schema)
+        results = run_sequence_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
     else:
-        synthetic, report = conform(read_raw(synthetic_path), schema, path_hint=str(synthetic_path))
-        conformed = {"rows": report.rows, "clipped": report.clipped, "mapped_to_other": report.mapped_to_other}
         results = run_audits(train, holdout, synthetic, schema, policy, ctx, progress=progress)
-        figures = data_figures("tabular", train, synthetic, schema)
+    figures = data_figures(schema.kind, train, synthetic, schema)
     decision = evaluate(results)
     audit_id = "file-" + secrets.token_hex(6)
     context = {

@@ -139,6 +139,9 @@ def _strict_json(data: bytes, what: str) -> Any:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as exc:
         raise IntegrityError(f"{what}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    except ValueError as exc:
+        # e.g. an integer literal past Python's digit limit for int conversion
+        raise IntegrityError(f"{what}: not valid JSON ({str(exc).splitlines()[0][:120]})") from exc
     except RecursionError as exc:
         raise IntegrityError(f"{what}: nested too deeply") from exc
 
