@@ -676,7 +676,9 @@ def roc_figure(metrics: dict[tuple[Any, Any], dict[str, Any]], epsilon: Any, del
                "tell members from non-members. The right panel enlarges false positive rates up to 10% on a log "
                "scale, where an attack that finds a few records with confidence would show. The dash-dotted line is "
                "the most any attack can achieve against a mechanism with the claimed epsilon and delta: a curve "
-               "above it, beyond noise, refutes the DP claim.")
+               "above it, beyond noise, refutes the DP claim. At the lowest rates a handful of trials draws the "
+               "curve, so a crossing there can be chance; the gate's epsilon lower bounds, with Clopper-Pearson "
+               "intervals, decide whether it is beyond noise.")
     return Figure(key="roc", section="membership", title="Membership attacks: ROC curves", caption=caption,
                   steward=spec, release=spec)
 
