@@ -2,8 +2,9 @@
 
 The ledger composes spends per source by basic composition (epsilons add, deltas add) and refuses a
 charge that would pass the policy's per-release or total cap. A charge is checked and written in one
-transaction that holds the database write lock from its first statement (SQLite ``BEGIN
-IMMEDIATE``, see ``release.db``), so two concurrent charges cannot both read the old balance.
+transaction that holds the source's account locked before it reads the balance (SQLite: the database
+write lock from ``BEGIN IMMEDIATE``, see ``release.db``; PostgreSQL: the account row, see
+``lock_account``), so two concurrent charges cannot both read the old balance.
 """
 
 from __future__ import annotations
@@ -97,14 +98,32 @@ def balance(session: Session, source: Source, caps: Caps) -> Balance:
     )
 
 
+def lock_account(session: Session, source: Source) -> None:
+    """Hold the source's account until the caller's transaction ends; call before reading the balance.
+
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` on the source's row. A second charger waits here,
+    and under READ COMMITTED its next statement sees the first one's committed charge. We chose the
+    row lock over SERIALIZABLE isolation because a serialisation failure can surface at any
+    statement or at commit and the whole charge transaction (policy checks, the run row, the event
+    log) would have to be retried in a loop; the lock makes chargers of one source queue instead, and
+    it is taken before anything reads the data, so the charge still precedes the read. ``NO KEY``:
+    rows that merely reference the source (a new version, another table's foreign key) are not
+    blocked. The workspace's own transactions also hold its advisory write lock
+    (``release.db.lock_workspace``); this lock keeps the ledger sound in any other transaction too.
+    SQLite: a no-op, since ``BEGIN IMMEDIATE`` already holds the whole database.
+    """
+    session.execute(select(Source.id).where(Source.id == source.id).with_for_update(key_share=True))
+
+
 def check_charge(session: Session, source: Source, spend: PrivacySpend, caps: Caps) -> None:
-    """Raise ``BudgetError`` if the spend would pass a cap; changes nothing."""
+    """Raise ``BudgetError`` if the spend would pass a cap; changes nothing (locks the account)."""
     if spend.epsilon > caps.per_release_epsilon + _EPS_SLACK:
         raise BudgetError(
             f"epsilon {spend.epsilon:g} exceeds the policy's per-release cap {caps.per_release_epsilon:g}"
         )
     if spend.delta > caps.per_release_delta * (1 + 1e-9):
         raise BudgetError(f"delta {spend.delta:g} exceeds the policy's per-release cap {caps.per_release_delta:g}")
+    lock_account(session, source)
     spent_eps, spent_delta = session.execute(
         select(func.coalesce(func.sum(Charge.epsilon), 0.0), func.coalesce(func.sum(Charge.delta), 0.0)).where(
             Charge.source_id == source.id

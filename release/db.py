@@ -1,9 +1,13 @@
 """The workspace database: tables for runs, stewards, approvals and the event log, and the engine.
 
-One SQLAlchemy model set for SQLite now and PostgreSQL later. On SQLite every transaction opens
-with ``BEGIN IMMEDIATE``: it takes the write lock at once, so two processes charging the same budget
-are serialised instead of both reading the old balance (pysqlite's default deferred BEGIN would let
-both read, then one fail or both write).
+One SQLAlchemy model set for the embedded SQLite file and for PostgreSQL (``release.database``);
+the tables are made by the Alembic revisions in ``release/migrations``, which must follow every
+change here. On SQLite every transaction opens with ``BEGIN IMMEDIATE``: it takes the write lock at
+once, so two processes charging the same budget are serialised instead of both reading the old
+balance (pysqlite's default deferred BEGIN would let both read, then one fail or both write). On
+PostgreSQL (READ COMMITTED) an advisory lock plays that part (``lock_workspace``), and the ledger
+also locks the source's account row itself (``privacy.ledger.lock_account``), so that a charge is
+safe in any transaction, not only in the workspace's.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -27,6 +33,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -50,8 +57,8 @@ class DatasetVersion(Base):
 class VersionFile(Base):
     """A further file of a source version: for sequences, the static table joined on the entity key.
 
-    A table of its own (not a column of ``dataset_versions``) so that workspaces created before it
-    gain it through ``create_all`` without a migration.
+    A table of its own (not a column of ``dataset_versions``): workspaces created before it gained it
+    through ``create_all``, and now through the first Alembic revision, which creates missing tables.
     """
 
     __tablename__ = "version_files"
@@ -67,7 +74,7 @@ class ExternalSplit(Base):
 
     __tablename__ = "external_splits"
     version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
-    split_seed: Mapped[int] = mapped_column(Integer)
+    split_seed: Mapped[int] = mapped_column(BigInteger)
 
 
 class Run(Base):
@@ -79,14 +86,17 @@ class Run(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
     generator: Mapped[str] = mapped_column(String(64))
     options_json: Mapped[str] = mapped_column(Text, default="{}")
-    epsilon: Mapped[float]
-    delta: Mapped[float]
+    # Float named, not inferred: SQLAlchemy 2.1 infers Double for ``float``, 2.0 Float (the same
+    # double precision on both databases), and the migrations must match either
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
     rows_requested: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: seed of sampling (post-processing); the user may choose it
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
     #: seed of the train/holdout split, from OS entropy and never shown: a known split seed would
     #: turn the Poisson subsample into a fixed function of row positions (see privacy/split.py)
-    split_seed: Mapped[int] = mapped_column(Integer)
+    # (BIGINT: the seeds have up to 63 bits; PostgreSQL's INTEGER has 32, SQLite's any width)
+    split_seed: Mapped[int] = mapped_column(BigInteger)
     requester: Mapped[str] = mapped_column(String(200))
     target: Mapped[str | None] = mapped_column(String(200), nullable=True)
     state: Mapped[str] = mapped_column(String(32))
@@ -134,6 +144,22 @@ class Event(Base):
 
 GENESIS = "0" * 64
 
+#: key of the PostgreSQL advisory lock that stands for SQLite's write lock (``lock_workspace``)
+WORKSPACE_LOCK = 0x5359_4E54_4556_0001
+
+
+def lock_workspace(session: Session) -> None:
+    """PostgreSQL: hold the workspace's write lock until the transaction ends (no-op on SQLite).
+
+    A transaction-scoped advisory lock, local to the workspace's database and re-entrant within a
+    transaction. ``Workspace.transaction`` takes it first, which gives every state change the one
+    writer at a time that SQLite's ``BEGIN IMMEDIATE`` gives (approvals counted, then a state
+    set; a name checked, then inserted); ``log_event`` takes it too, so that a session opened
+    elsewhere cannot fork the hash chain by appending after the same last entry.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WORKSPACE_LOCK})
+
 
 def _event_hash(prev: str, kind: str, run_id: str | None, detail_json: str, at: str) -> str:
     body = json.dumps([prev, kind, run_id, detail_json, at], separators=(",", ":"))
@@ -141,7 +167,8 @@ def _event_hash(prev: str, kind: str, run_id: str | None, detail_json: str, at: 
 
 
 def log_event(session: Session, kind: str, run_id: str | None = None, **detail: Any) -> Event:
-    """Append an event in the caller's transaction (the write lock is already held)."""
+    """Append an event in the caller's transaction, under the workspace's write lock (``lock_workspace``)."""
+    lock_workspace(session)
     last = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).first()
     prev = last.hash if last else GENESIS
     at = utcnow().isoformat()
@@ -243,4 +270,8 @@ def make_engine(db_path: Path) -> Engine:
 
 
 def create_all(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+    """Bring a database to the newest schema through the Alembic revisions (tests and tools use it;
+    workspaces go through ``release.database.migrate``)."""
+    from release.database import DatabaseConfig, migrate
+
+    migrate(engine, DatabaseConfig())

@@ -17,7 +17,7 @@ from privacy.dataset import load_source, parse_output, split_source
 from privacy.errors import BudgetError, InputError, PolicyError, SynthgateError
 from privacy.generators.registry import check_kind, generator_names, get_generator
 from privacy.graphs import GraphData
-from privacy.ledger import Charge, charge
+from privacy.ledger import Charge, charge, lock_account
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
 from privacy.spend import PrivacySpend
@@ -131,6 +131,9 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     # 1. check and charge in one write-locked transaction, before anything reads the data
     with ws.transaction() as s:
         src = get_source(s, req.source)
+        # PostgreSQL: the account row stays locked until this transaction commits, so the run count
+        # and the balance below are read after any concurrent charge of this source has committed
+        lock_account(s, src)
         policy = source_policy(src)
         if req.generator not in policy.allowed_generators:
             raise PolicyError(

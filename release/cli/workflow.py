@@ -53,17 +53,28 @@ def _default_requester() -> str:
 
 @click.command("init")
 @click.option("--policy", default="default", show_default=True, help="Bundled policy name or a policy file.")
+@click.option("--database", default=None, metavar="URL",
+              help="Keep the ledger, runs and event log in PostgreSQL (postgresql://USER@HOST[:PORT]/DATABASE, "
+                   "an empty database, no password in the URL) instead of WORKSPACE/synthgate.db.")
+@click.option("--database-password-env", "password_env", default=None, metavar="NAME",
+              help="Read the PostgreSQL password from this environment variable at every command "
+                   "(default: libpq's PGPASSWORD or ~/.pgpass).")
 @json_option
 @click.pass_context
-def init_cmd(ctx: click.Context, policy: str, as_json: bool) -> None:
+def init_cmd(ctx: click.Context, policy: str, database: str | None, password_env: str | None,
+             as_json: bool) -> None:
     """Create a workspace: database, release signing key, runs folder.
 
     Example: synthgate --workspace ws init --policy health
+
+    A team: synthgate --workspace ws init --database postgresql://synthgate@db.example.org/synthgate
     """
-    ws = init_workspace(workspace_path(ctx), policy)
-    data = {"workspace": str(ws.root), "policy": ws.policy().name, "release_public_key": str(ws.release_pub_path)}
+    ws = init_workspace(workspace_path(ctx), policy, database=database, password_env=password_env)
+    data = {"workspace": str(ws.root), "policy": ws.policy().name, "release_public_key": str(ws.release_pub_path),
+            "database": ws.database.describe()}
     emit(data, as_json, lambda: click.echo(
-        f"workspace created at {ws.root} (policy {data['policy']}); release key: {ws.release_pub_path}"))
+        f"workspace created at {ws.root} (policy {data['policy']}, database {data['database']}); "
+        f"release key: {ws.release_pub_path}"))
 
 
 @click.group("schema")
