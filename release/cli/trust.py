@@ -211,7 +211,8 @@ def log_verify_cmd(ctx: click.Context, bundle: str | None, as_json: bool) -> Non
            "event_log_head": {"id": found.head_id, "hash": head.hash}, "entries_after_head": found.later}
     emit(out, as_json, lambda: click.echo(
         f"event log intact: {found.entries} entries; bundle of run {out['run_id']} recorded entry "
-        f"{found.head_id} (hash {head.hash[:16]}), which the log holds, {found.later} entries before its end"))
+        f"{found.head_id} (hash {head.hash[:16]}), which the log holds, with {found.later} "
+        f"{'entry' if found.later == 1 else 'entries'} after it"))
 
 
 COMMANDS = [keys_group, steward_group, approve_cmd, reject_cmd, release_cmd, verify_cmd, policy_group, log_group]

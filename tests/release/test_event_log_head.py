@@ -202,7 +202,7 @@ def test_log_verify_bundle_passes_on_its_own_log(tmp_path: Path, ws: Workspace, 
         "event_log_head": {"id": 6, "hash": head.hash}, "entries_after_head": 1,
     }
     res = _cli(ws.root, "log", "verify", "--bundle", str(bundle))
-    assert res.exit_code == 0 and "recorded entry 6" in res.stdout and "1 entries before its end" in res.stdout
+    assert res.exit_code == 0 and "recorded entry 6" in res.stdout and "with 1 entry after it" in res.stdout
 
 
 def test_log_verify_bundle_catches_a_rewritten_log(tmp_path: Path, ws: Workspace) -> None:
