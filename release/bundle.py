@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacy.errors import InputError
 from release.canonical import canonical_json, sha256_hex
+from release.crashpoints import crash_point
 from release.dsse import IN_TOTO_PAYLOAD_TYPE, make_statement, sign_envelope
 
 MANIFEST_NAME = "manifest.json"
@@ -217,8 +218,10 @@ def write_bundle(
     tmp_archive = out_dir.parent / f".{archive.name}.partial-{secrets.token_hex(8)}"
     published_dir = False
     try:
-        for name in sorted(files):
+        for i, name in enumerate(sorted(files)):
             _write_new_file(tmp_dir / name, bytes(files[name]))
+            if i == 1:
+                crash_point("bundle.mid_files")
         _write_new_file(tmp_dir / MANIFEST_NAME, manifest)
         # mkdtemp makes the folder 0700; a release is meant to be read by others.
         os.chmod(tmp_dir, 0o755)
@@ -233,6 +236,7 @@ def write_bundle(
             raise InputError(f"{out_dir}: cannot move the bundle into place ({exc.strerror})") from exc
         published_dir = True
         if tar:
+            crash_point("bundle.before_archive")
             try:
                 # link: atomic and fails if the archive appeared meanwhile (never overwritten).
                 os.link(tmp_archive, archive)

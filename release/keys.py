@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from privacy.errors import InputError
 from release.canonical import sha256_hex
+from release.crashpoints import crash_point
 
 # A key name becomes a file name: keep it to characters that are safe in every shell and on
 # every file system, and never let it carry a path separator or start with a dot.
@@ -185,8 +186,10 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         temps.append(tmp_private)
         tmp_public = _write_temp(directory, public_path.name, public_pem, 0o644)
         temps.append(tmp_public)
+        crash_point("keys.before_publish")
         _publish_no_clobber(tmp_private, private_path)
         published.append(private_path)
+        crash_point("keys.between_files")
         _publish_no_clobber(tmp_public, public_path)
         published.append(public_path)
         _fsync_dir(directory)

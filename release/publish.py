@@ -13,6 +13,7 @@ from sqlalchemy import select
 from privacy.errors import GateError, IntegrityError
 from release.approval_sig import verify_decision
 from release.bundle import write_bundle
+from release.crashpoints import crash_point
 from release.db import Approval, Steward, chain_head_entry, log_event
 from release.keys import key_id, public_key_from_pem
 from release.runs import get_run, load_statement
@@ -78,6 +79,8 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
         "event_log_head": head.to_predicate(),
     }
     path = write_bundle(out, files, predicate, release_key, tar=tar)
+    # a crash here leaves a complete, verifiable bundle and the run "approved": releasing again is allowed
+    crash_point("release.before_commit")
     with ws.transaction() as s:
         run = get_run(s, run_id)
         if run.state not in ("approved", "released"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from privacy.ledger import Source
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
 from release.atomic import write_atomic
-from release.db import Approval, DatasetVersion, Run, log_event
+from release.crashpoints import crash_point, owner_alive, process_owner
+from release.db import Approval, DatasetVersion, Event, Run, log_event
 from release.gate import GateDecision, evaluate
 from release.report import audit_time_extras, current_extras, write_audit_reports
 from release.sources import source_policy, version_files
@@ -33,8 +35,81 @@ from release.workspace import Workspace
 
 Progress = Callable[[str], None]
 
-#: states from which ``audit`` may (re)run; "auditing" only after a crashed audit
+#: states from which ``audit`` may (re)run; "auditing" only after a crashed audit whose process
+#: this host cannot see (``reap_dead_runs`` takes a run whose audit process is gone out of it)
 AUDITABLE = {"synthesized", "auditing", "gate_failed", "awaiting_approval"}
+
+#: states a command holds a run in while its process works; the event entering one names the process
+TRANSIENT = {"created": "run.created", "auditing": "run.auditing"}
+
+
+def _transient_event(s: Session, run: Run) -> dict[str, Any]:
+    """The detail of the event that put ``run`` into its transient state (owner, previous state)."""
+    ev = s.scalars(select(Event).where(Event.run_id == run.id, Event.kind == TRANSIENT[run.state])
+                   .order_by(Event.id.desc()).limit(1)).first()
+    try:
+        detail = json.loads(ev.detail_json) if ev is not None else {}
+    except ValueError:
+        detail = {}
+    return detail if isinstance(detail, dict) else {}
+
+
+def _statement_intact(ws: Workspace, run: Run) -> bool:
+    try:
+        load_statement(ws, run)
+    except (GateError, IntegrityError):
+        return False
+    return True
+
+
+def _end_audit(s: Session, ws: Workspace, run: Run, previous: Any, reason: str) -> None:
+    """Take a run out of "auditing" after an audit that did not finish, in the caller's transaction.
+
+    The previous audit stands if its files are all still there as its statement lists them;
+    otherwise (the audit had begun replacing them) the run is back to "synthesized", with no
+    statement, and must be audited again: files of two audits are never offered for decision.
+    """
+    if previous in ("gate_failed", "awaiting_approval") and _statement_intact(ws, run):
+        run.state = previous
+    else:
+        run.state = "synthesized"
+        run.statement_digest = None
+        run.gate_passed = None
+    run.error = f"{reason}; the run is {run.state}" + ("" if run.state != "synthesized" else ", audit it again")
+    log_event(s, "run.audit_failed", run.id, error=run.error, state=run.state)
+
+
+def reap_dead_runs(ws: Workspace) -> list[str]:
+    """Mark the runs whose synthesis or audit process is gone (killed, crashed, the machine
+    restarted), in one transaction; return their ids.
+
+    A run "created" whose synthesis process ended is failed (its charge stays: the data may have
+    been read); a run "auditing" whose audit process ended gets its previous state back, or
+    "synthesized" when its audit files were partly replaced (``_end_audit``). A run whose process
+    runs on another host, or that has no recorded process, is left as it is (it may be running).
+    """
+    reaped: list[str] = []
+    with ws.transaction() as s:
+        for run in s.scalars(select(Run).where(Run.state.in_(list(TRANSIENT)))).all():
+            detail = _transient_event(s, run)
+            owner = detail.get("owner")
+            if owner_alive(owner) is not False or not isinstance(owner, dict):
+                continue
+            who = f"process {owner['pid']} on {owner['host']}"
+            if run.state == "created":
+                run.state = "failed"
+                run.error = (f"synthesis interrupted: {who} ended before finishing (killed or crashed); "
+                             "the budget stays charged")
+                log_event(s, "run.failed", run.id, error=run.error)
+            else:
+                _end_audit(s, ws, run, detail.get("from_state"),
+                           f"audit interrupted: {who} ended before finishing (killed or crashed)")
+            reaped.append(run.id)
+    for run_id in reaped:
+        # a synthesis killed while writing leaves its hidden staging folder
+        for partial in ws.runs_dir.glob(f".{run_id}.partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)
+    return reaped
 
 
 def spend_of(run: Run) -> dict[str, float]:
@@ -64,8 +139,12 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
     one the policy requires. The attacks that retrain refit the run's generator with its options
     and spend, and test its DP claim (epsilon, delta as charged).
     """
+    reap_dead_runs(ws)
     with ws.transaction() as s:
         run = get_run(s, run_id)
+        owner = _transient_event(s, run).get("owner") if run.state == "auditing" else None
+        if isinstance(owner, dict) and owner_alive(owner):
+            raise GateError(f"run {run_id} is being audited by process {owner['pid']}; wait for it to finish")
         if run.state not in AUDITABLE:
             raise GateError(f"run {run_id} is {run.state}; only a synthesized run can be audited")
         if s.scalars(select(Approval).where(Approval.run_id == run_id)).first() is not None:
@@ -91,23 +170,24 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
         spend = spend_of(run)
         requester = run.requester
         rows_requested = run.rows_requested
-        previous_state = run.state
+        # after an audit whose process this host could not see, the state before it
+        previous_state = _transient_event(s, run).get("from_state") if run.state == "auditing" else run.state
         # while the audit runs no decision or release may happen: they would sign or publish files
         # that the audit is about to replace
         run.state = "auditing"
-        log_event(s, "run.auditing", run_id)
+        log_event(s, "run.auditing", run_id, owner=process_owner(), from_state=previous_state)
 
     try:
         ctx = AuditContext(target=target, claim=Claim(epsilon=spend["epsilon"], delta=spend["delta"]),
                            refitter=refitter, profile=profile, progress=progress)
         return _audit_body(ws, run_id, files, split_seed, schema, policy, ctx, src_name, card, spend,
                            requester, rows_requested, progress)
-    except BaseException:
+    except BaseException as exc:
         with ws.transaction() as s:
             run = get_run(s, run_id)
             if run.state == "auditing":
-                run.state = previous_state
-                log_event(s, "run.audit_failed", run_id)
+                _end_audit(s, ws, run, previous_state,
+                           f"audit failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"[:500])
         raise
 
 
@@ -151,6 +231,7 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
     figures = data_figures(schema.kind, train, synthetic, schema)
     d = ws.run_dir(run_id)
     write_atomic(d / "audit.json", json.dumps(doc, indent=2, sort_keys=True).encode())
+    crash_point("audit.after_audit_json")
     extras = audit_time_extras(ws, source=src_name, policy=policy, requester=requester, schema=schema.to_dict(),
                                state="awaiting_approval" if decision.passed else "gate_failed")
     write_audit_reports(d, doc, figures, extras)
@@ -177,6 +258,7 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
     }
     write_atomic(d / "statement.json", json.dumps(statement, indent=2, sort_keys=True).encode())
     digest = statement_digest(statement)
+    crash_point("audit.before_commit")
     with ws.transaction() as s:
         run = get_run(s, run_id)
         if run.state != "auditing" or s.scalars(select(Approval).where(Approval.run_id == run_id)).first():
@@ -185,6 +267,7 @@ def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int,
         run.state = "awaiting_approval" if decision.passed else "gate_failed"
         run.gate_passed = decision.passed
         run.statement_digest = digest
+        run.error = None
         log_event(s, "run.audited", run_id, gate_passed=decision.passed, statement_digest=digest,
                   failed=[c["name"] for c in decision.failed])
     return AuditOutcome(run_id=run_id, decision=decision, document=doc)
@@ -209,6 +292,7 @@ def load_statement(ws: Workspace, run: Run) -> dict[str, Any]:
 
 def review(ws: Workspace, run_id: str) -> dict[str, Any]:
     """Everything a steward needs to decide: the run, its spend, the gate checks, decisions so far."""
+    reap_dead_runs(ws)
     with ws.transaction() as s:
         run = get_run(s, run_id)
         src = s.get(Source, run.source_id)
@@ -246,8 +330,10 @@ def list_runs(ws: Workspace, source: str | None = None, state: str | None = None
     """Every run (of one source, or in one state), newest first: what ``synthgate runs`` lists.
 
     Read from the database only; ``decision`` is the gate's (passed / failed / null before an
-    audit), ``kind`` the source's data kind at the run's version.
+    audit), ``kind`` the source's data kind at the run's version. Runs whose synthesis or audit
+    process is gone are marked first (``reap_dead_runs``).
     """
+    reap_dead_runs(ws)
     with ws.transaction() as s:
         q = select(Run, Source.name, DatasetVersion.schema_json).join(Source, Source.id == Run.source_id) \
             .join(DatasetVersion, DatasetVersion.id == Run.version_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,7 @@ from privacy.schema import Schema
 from privacy.sequences import SequenceData
 from privacy.spend import PrivacySpend
 from release.atomic import write_atomic
+from release.crashpoints import crash_point, process_owner
 from release.db import Run, log_event
 from release.sources import caps_of, check_name, get_source, latest_version, source_policy, version_files
 from release.workspace import Workspace
@@ -125,6 +128,10 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     # everything that can be refused without reading the data is refused before the charge:
     # generator options, the zCDP conversion, the data file's presence and fingerprint
     generator = get_generator(req.generator, **req.options)
+    # a run left "created" by a synthesis process that died is marked failed first (its runs count)
+    from release.runs import reap_dead_runs
+
+    reap_dead_runs(ws)
     run_id = _new_run_id()
     split_seed = secrets.randbits(62)
 
@@ -178,7 +185,10 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
             )
         )
         log_event(s, "budget.charge", run_id, source=src.name, epsilon=spend.epsilon, delta=spend.delta)
-        log_event(s, "run.created", run_id, generator=req.generator, requester=req.requester)
+        # the process doing the synthesis: a run still "created" after it ended was interrupted
+        log_event(s, "run.created", run_id, generator=req.generator, requester=req.requester,
+                  owner=process_owner())
+    crash_point("synthesize.after_charge")
     say(f"charged epsilon={spend.epsilon:g}, delta={spend.delta:g} to {req.source!r} (run {run_id})", None)
 
     # 2. read, fit, sample. Any failure from here on marks the run failed; the charge stays, since
@@ -192,6 +202,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         say(f"sampling {n} {_units(schema)}", None)
         synthetic = fitted.sample(n, seed)
         _store_outputs(ws, run_id, synthetic, fitted)
+        crash_point("synthesize.before_commit")
     except BaseException as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         with ws.transaction() as s:
@@ -233,8 +244,27 @@ def check_target(target: str | None, schema: Schema) -> None:
 
 def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame | SequenceData | GraphData,
                    fitted: Any) -> None:
-    d = ws.run_dir(run_id)
-    d.mkdir(parents=True, exist_ok=True)
+    """Write the run folder whole: into a hidden staging folder beside it, then renamed into place,
+    so that a crash leaves no run folder or a complete one (never a synthetic table without the rest)."""
+    final = ws.run_dir(run_id)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    d = final.parent / f".{run_id}.partial-{secrets.token_hex(6)}"
+    d.mkdir()
+    try:
+        _write_outputs(d, synthetic, fitted)
+        # rename(2) replaces an empty folder and fails on a full one: a run folder is never merged
+        os.replace(d, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
+def _write_outputs(d: Any, synthetic: pl.DataFrame | SequenceData | GraphData, fitted: Any) -> None:
     if isinstance(synthetic, GraphData):
         # a graph is its edge list (synthetic.*) and its node table (every node, isolated ones too)
         _write_frame(d, "synthetic-nodes", synthetic.node_frame())
@@ -253,6 +283,7 @@ def _write_frame(d: Any, stem: str, frame: pl.DataFrame) -> None:
     buf = io.BytesIO()
     frame.write_parquet(buf)
     write_atomic(d / f"{stem}.parquet", buf.getvalue())
+    crash_point("synthesize.mid_outputs")
     write_atomic(d / f"{stem}.csv", frame.write_csv().encode())
 
 
