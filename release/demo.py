@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 from privacy.table import ConformReport
 from release.approvals import add_steward, decide
-from release.keys import generate_keypair
+from release.keys import generate_keypair, using_passphrase
 from release.publish import release
 from release.runs import audit
 from release.sources import register
@@ -28,7 +29,16 @@ def demo_data() -> tuple[Path, Path]:
 
 
 def run_demo(out: Path | None, say: Say, progress: Callable[[str, float | None], None] | None = None) -> dict[str, Any]:
-    """register -> synthesize (MST, eps 1) -> audit -> approve x2 -> release -> verify, in a temp workspace."""
+    """register -> synthesize (MST, eps 1) -> audit -> approve x2 -> release -> verify, in a temp workspace.
+
+    The demo's keys are encrypted with a random passphrase of its own, never shown: no prompt, and
+    $SYNTHGATE_PASSPHRASE is neither needed nor used.
+    """
+    with using_passphrase(secrets.token_urlsafe(32)):
+        return _run_demo(out, say, progress)
+
+
+def _run_demo(out: Path | None, say: Say, progress: Callable[[str, float | None], None] | None) -> dict[str, Any]:
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="synthgate-demo-"))
     ws_root = tmp / "workspace"

@@ -1,8 +1,14 @@
 """Ed25519 key pairs on disk: generation that never overwrites or half-writes a key, and loading.
 
-A key pair is two PEM files in one directory: ``<name>.key`` (PKCS#8, unencrypted, mode 0600) and
-``<name>.pub`` (SubjectPublicKeyInfo, mode 0644). A key is named in data by its key id, the hex
+A key pair is two PEM files in one directory: ``<name>.key`` (PKCS#8 encrypted with a passphrase,
+mode 0600) and ``<name>.pub`` (SubjectPublicKeyInfo, mode 0644). A key is named in data by its key id, the hex
 SHA-256 of the raw 32-byte public key; show its first 16 characters to people, keep all 64 in data.
+
+The passphrase comes from the current *passphrase source* (``using_passphrase``): the CLI installs one
+that reads ``--passphrase-env NAME``, ``SYNTHGATE_PASSPHRASE`` or a prompt; without one, the library
+reads ``SYNTHGATE_PASSPHRASE``. It is asked for only when a key is written or an encrypted key is
+read, and it never appears in a message. A clear key written by an older synthgate still loads, with
+a one-line warning on stderr (``synthgate keys encrypt FILE`` encrypts it).
 """
 
 from __future__ import annotations
@@ -10,6 +16,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -26,6 +36,53 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
+
+#: the environment variable read for the passphrase when no other source is named
+PASSPHRASE_ENV = "SYNTHGATE_PASSPHRASE"
+NO_PASSPHRASE = f"no passphrase: set {PASSPHRASE_ENV} or pass --passphrase-env NAME"
+_ENCRYPTED_LABEL = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+_MAX_PASSPHRASE = 1023  # bytes: cryptography refuses longer passwords
+
+#: where the passphrase comes from: called with ``writing=True`` when a key is about to be written
+PassphraseSource = Callable[[bool], str]
+
+
+def env_passphrase(writing: bool) -> str:
+    """The default source: ``SYNTHGATE_PASSPHRASE``, else a one-line ``InputError``."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value is None:
+        raise InputError(NO_PASSPHRASE)
+    return value
+
+
+_source: ContextVar[PassphraseSource | None] = ContextVar("synthgate_passphrase_source", default=None)
+
+
+@contextmanager
+def using_passphrase(source: PassphraseSource | str) -> Iterator[None]:
+    """Within the block, keys are written and read with this passphrase (a string) or source."""
+    if isinstance(source, str):
+        passphrase = source
+
+        def fixed(writing: bool) -> str:
+            return passphrase
+
+        source = fixed
+    token = _source.set(source)
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def _passphrase(writing: bool) -> bytes:
+    value = (_source.get() or env_passphrase)(writing)
+    if writing and not value:
+        raise InputError("an empty passphrase is refused: a private key is never written in clear")
+    raw = value.encode("utf-8", "surrogateescape")  # any bytes the environment held
+    if writing and len(raw) > _MAX_PASSPHRASE:
+        raise InputError(f"the passphrase is longer than {_MAX_PASSPHRASE} bytes (the limit of PKCS#8 encryption here)")
+    return raw
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -72,19 +129,41 @@ def _one_pem_block(path: Path, data: bytes) -> None:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    """Load an unencrypted PEM PKCS#8 Ed25519 private key; one-line ``InputError`` otherwise."""
+    """Load a PEM PKCS#8 Ed25519 private key, decrypting it with the current passphrase.
+
+    A clear (unencrypted) key still loads, with a one-line warning on stderr. Every failure (a
+    wrong passphrase included) is a one-line ``InputError`` that never shows the passphrase.
+    """
+    key, encrypted = _load_private(path)
+    if not encrypted:
+        print(f"synthgate: warning: {path} is stored in clear (unencrypted); encrypt it with: synthgate keys encrypt {path}",
+              file=sys.stderr)
+    return key
+
+
+def _load_private(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     data = _read(path)
     _one_pem_block(path, data)
+    encrypted = _ENCRYPTED_LABEL in data
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        if encrypted:
+            password = _passphrase(False)
+            try:
+                key = serialization.load_pem_private_key(data, password=password)
+            except ValueError as exc:
+                # cryptography cannot tell a wrong passphrase from damaged ciphertext
+                raise InputError(f"{path}: cannot decrypt the private key (wrong passphrase, or a damaged "
+                                 "key file)") from exc
+        else:
+            key = serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:
-        # cryptography raises TypeError for an encrypted key loaded without a password.
-        raise InputError(f"{path}: encrypted private keys are not supported") from exc
+        # an encrypted key in another container than PKCS#8
+        raise InputError(f"{path}: not a PKCS#8 Ed25519 private key (an encrypted key in another format)") from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(f"{path}: not an Ed25519 private key") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise InputError(f"{path}: not an Ed25519 private key")
-    return key
+    return key, encrypted
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -150,8 +229,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _encrypted_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.BestAvailableEncryption(_passphrase(True)))
+
+
 def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """Generate an Ed25519 key pair as ``directory/name.key`` (0600) and ``directory/name.pub`` (0644).
+    """Generate an Ed25519 key pair as ``directory/name.key`` (0600, encrypted with the current
+    passphrase) and ``directory/name.pub`` (0644).
 
     Refuses (``InputError``) if either file exists: a key is never overwritten. Each file is
     written to a temporary name in the same directory and then linked into place, so a crash
@@ -166,7 +251,6 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{directory}: not a directory")
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     private_path = directory / f"{name}{PRIVATE_SUFFIX}"
     public_path = directory / f"{name}{PUBLIC_SUFFIX}"
     for path in (private_path, public_path):
@@ -174,10 +258,10 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
             raise InputError(f"{path}: already exists; refusing to overwrite a key")
 
     key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    # the passphrase (a prompt, perhaps) before anything is created: a refusal leaves no trace
+    private_pem = _encrypted_pem(key)
     public_pem = public_key_pem(key.public_key()).encode("ascii")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     temps: list[Path] = []
     published: list[Path] = []
@@ -203,3 +287,27 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
     return private_path, public_path
+
+
+def encrypt_private_key(path: Path) -> Path:
+    """Rewrite a clear private key file encrypted with the current passphrase (writing), atomically.
+
+    The new file replaces the old one in one rename and has mode 0600; an already encrypted key
+    (or anything that is not a clear Ed25519 key) is refused and left as it is.
+    """
+    path = Path(path)
+    data = _read(path)
+    _one_pem_block(path, data)
+    if _ENCRYPTED_LABEL in data:
+        raise InputError(f"{path}: already encrypted")
+    key, _ = _load_private(path)
+    pem = _encrypted_pem(key)
+    directory = path.parent
+    tmp = _write_temp(directory, path.name, pem, 0o600)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return path

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -12,9 +16,63 @@ from privacy.errors import InputError, IntegrityError
 from release.approvals import add_steward, decide
 from release.cli.common import emit, get_workspace, json_option
 from release.db import check_event_log_head, verify_chain
-from release.keys import generate_keypair
+from release.keys import (
+    NO_PASSPHRASE,
+    PASSPHRASE_ENV,
+    PassphraseSource,
+    encrypt_private_key,
+    generate_keypair,
+    using_passphrase,
+)
 from release.publish import release
 from release.verify import load_trusted, verify_bundle
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _interactive() -> bool:
+    """Whether a passphrase may be prompted for (stdin is a terminal)."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def cli_passphrase(env_name: str | None) -> PassphraseSource:
+    """The CLI's passphrase source: ``--passphrase-env NAME``, else $SYNTHGATE_PASSPHRASE, else a prompt
+    on a terminal (hidden, confirmed when a key is written), else a one-line refusal."""
+
+    def source(writing: bool) -> str:
+        if env_name is not None:
+            value = os.environ.get(env_name)
+            if value is None:
+                raise InputError(f"--passphrase-env {env_name}: the environment variable {env_name} is not set")
+            return value
+        value = os.environ.get(PASSPHRASE_ENV)
+        if value is not None:
+            return value
+        if not _interactive():
+            raise InputError(NO_PASSPHRASE)
+        text = "Passphrase for the new private key" if writing else "Passphrase for the private key"
+        return str(click.prompt(text, hide_input=True, confirmation_prompt=writing, err=True))
+
+    return source
+
+
+def passphrase_option(f: F) -> F:
+    """``--passphrase-env NAME``: the private keys a command writes or reads use that passphrase source."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, passphrase_env: str | None, **kwargs: Any) -> Any:
+        if passphrase_env is not None and passphrase_env not in os.environ:
+            raise InputError(f"--passphrase-env {passphrase_env}: the environment variable {passphrase_env} is not set")
+        with using_passphrase(cli_passphrase(passphrase_env)):
+            return f(*args, **kwargs)
+
+    return click.option(
+        "--passphrase-env", "passphrase_env", default=None, metavar="NAME",
+        help=f"Read the private key passphrase from this environment variable (default: ${PASSPHRASE_ENV}, "
+             "else a prompt on a terminal).")(wrapper)  # type: ignore[return-value]
 
 
 @click.group("keys")
@@ -25,9 +83,10 @@ def keys_group() -> None:
 @keys_group.command("new")
 @click.argument("name")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for NAME.key and NAME.pub.")
+@passphrase_option
 @json_option
 def keys_new_cmd(name: str, out_dir: str, as_json: bool) -> None:
-    """Create NAME.key (mode 0600) and NAME.pub in a folder; never overwrites.
+    """Create NAME.key (encrypted with a passphrase, mode 0600) and NAME.pub in a folder; never overwrites.
 
     Example: synthgate keys new alice --out ~/.synthgate
     """
@@ -38,7 +97,21 @@ def keys_new_cmd(name: str, out_dir: str, as_json: bool) -> None:
     d.mkdir(parents=True, exist_ok=True)
     key, pub = generate_keypair(d, name)
     emit({"private_key": str(key), "public_key": str(pub)}, as_json,
-         lambda: click.echo(f"private key {key} (keep it secret), public key {pub}"))
+         lambda: click.echo(f"private key {key} (encrypted; keep it and its passphrase secret), public key {pub}"))
+
+
+@keys_group.command("encrypt")
+@click.argument("file", type=click.Path(dir_okay=False))
+@passphrase_option
+@json_option
+def keys_encrypt_cmd(file: str, as_json: bool) -> None:
+    """Encrypt a private key written in clear by an older synthgate, in place (mode 0600).
+
+    Example: synthgate keys encrypt alice.key
+    """
+    path = encrypt_private_key(Path(file))
+    emit({"private_key": str(path), "encrypted": True}, as_json,
+         lambda: click.echo(f"private key {path} is now encrypted"))
 
 
 @click.group("steward")
@@ -73,6 +146,7 @@ def _decision(ctx: click.Context, run_id: str, steward: str, key: str, decision:
 @click.option("--steward", required=True, help="Registered steward name.")
 @click.option("--key", required=True, type=click.Path(dir_okay=False), help="The steward's private key file.")
 @click.option("--comment", default="", help="Why.")
+@passphrase_option
 @json_option
 @click.pass_context
 def approve_cmd(ctx: click.Context, run_id: str, steward: str, key: str, comment: str, as_json: bool) -> None:
@@ -88,6 +162,7 @@ def approve_cmd(ctx: click.Context, run_id: str, steward: str, key: str, comment
 @click.option("--steward", required=True, help="Registered steward name.")
 @click.option("--key", required=True, type=click.Path(dir_okay=False), help="The steward's private key file.")
 @click.option("--reason", required=True, help="Why the run is rejected.")
+@passphrase_option
 @json_option
 @click.pass_context
 def reject_cmd(ctx: click.Context, run_id: str, steward: str, key: str, reason: str, as_json: bool) -> None:
@@ -102,6 +177,7 @@ def reject_cmd(ctx: click.Context, run_id: str, steward: str, key: str, reason: 
 @click.argument("run_id")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Bundle folder to create.")
 @click.option("--tar", is_flag=True, help="Also write OUT.tar.gz.")
+@passphrase_option
 @json_option
 @click.pass_context
 def release_cmd(ctx: click.Context, run_id: str, out_dir: str, tar: bool, as_json: bool) -> None:

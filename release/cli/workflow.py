@@ -38,6 +38,7 @@ from release.cli.common import (
     raise_if_failed,
     workspace_path,
 )
+from release.cli.trust import passphrase_option
 from release.runs import audit, list_runs, review
 from release.sources import budget_report, register
 from release.synthesize import SynthesisRequest, recommended_generator, synthesize
@@ -59,6 +60,7 @@ def _default_requester() -> str:
 @click.option("--database-password-env", "password_env", default=None, metavar="NAME",
               help="Read the PostgreSQL password from this environment variable at every command "
                    "(default: libpq's PGPASSWORD or ~/.pgpass).")
+@passphrase_option
 @json_option
 @click.pass_context
 def init_cmd(ctx: click.Context, policy: str, database: str | None, password_env: str | None,

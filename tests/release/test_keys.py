@@ -38,7 +38,7 @@ def test_generate_writes_private_0600_and_public_0644(tmp_path: Path) -> None:
     assert public_path == tmp_path / "keys" / "release.pub"
     assert _mode(private_path) == 0o600
     assert _mode(public_path) == 0o644
-    assert private_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert private_path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert public_path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
     # No temporary files are left behind.
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["release.key", "release.pub"]
@@ -119,7 +119,7 @@ def test_load_private_refuses_public_and_other_algorithms(tmp_path: Path) -> Non
         load_private_key(garbage)
 
 
-def test_load_private_refuses_encrypted(tmp_path: Path) -> None:
+def test_load_private_refuses_a_wrong_passphrase(tmp_path: Path) -> None:
     path = tmp_path / "enc.key"
     path.write_bytes(
         Ed25519PrivateKey.generate().private_bytes(
@@ -128,8 +128,11 @@ def test_load_private_refuses_encrypted(tmp_path: Path) -> None:
             serialization.BestAvailableEncryption(b"pw"),
         )
     )
-    with pytest.raises(InputError, match="encrypted private keys are not supported"):
+    with pytest.raises(InputError, match="enc.key: cannot decrypt the private key") as info:
         load_private_key(path)
+    assert "\n" not in str(info.value) and os.environ[keys.PASSPHRASE_ENV] not in str(info.value)
+    with keys.using_passphrase("pw"):
+        assert isinstance(load_private_key(path), Ed25519PrivateKey)
 
 
 def test_load_public_refuses_private_and_other_algorithms(tmp_path: Path) -> None:
@@ -169,3 +172,72 @@ def test_public_key_pem_round_trip() -> None:
     )
     with pytest.raises(InputError, match="not an Ed25519 public key"):
         public_key_from_pem(ec_text)
+
+
+# -- passphrases ---------------------------------------------------------------------------------------------
+
+
+def _clear_key(path: Path) -> Ed25519PrivateKey:
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return key
+
+
+def test_generated_private_key_is_encrypted_with_the_passphrase(tmp_path: Path) -> None:
+    private_path, public_path = generate_keypair(tmp_path, "k")
+    data = private_path.read_bytes()
+    assert data.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    with pytest.raises(TypeError):  # cryptography: a password is required
+        serialization.load_pem_private_key(data, password=None)
+    key = serialization.load_pem_private_key(data, password=os.environ[keys.PASSPHRASE_ENV].encode())
+    assert isinstance(key, Ed25519PrivateKey)
+    assert key_id(key.public_key()) == key_id(load_public_key(public_path))
+    assert os.environ[keys.PASSPHRASE_ENV].encode() not in data
+
+
+def test_no_or_empty_passphrase_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(keys.PASSPHRASE_ENV)
+    with pytest.raises(InputError, match="no passphrase: set SYNTHGATE_PASSPHRASE or pass --passphrase-env NAME"):
+        generate_keypair(tmp_path / "a", "k")
+    assert not (tmp_path / "a").exists()
+    monkeypatch.setenv(keys.PASSPHRASE_ENV, "")
+    with pytest.raises(InputError, match="empty passphrase is refused"):
+        generate_keypair(tmp_path / "b", "k")
+    assert not (tmp_path / "b").exists()
+    monkeypatch.setenv(keys.PASSPHRASE_ENV, "x" * 1024)
+    with pytest.raises(InputError, match="longer than 1023 bytes"):
+        generate_keypair(tmp_path / "c", "k")
+    assert not (tmp_path / "c").exists()
+
+
+def test_using_passphrase_overrides_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(keys.PASSPHRASE_ENV)
+    with keys.using_passphrase("own secret"):
+        private_path, _ = generate_keypair(tmp_path, "k")
+        assert isinstance(load_private_key(private_path), Ed25519PrivateKey)
+    with pytest.raises(InputError, match="no passphrase"):
+        load_private_key(private_path)
+
+
+def test_clear_key_loads_with_a_warning_and_encrypt_converts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "old.key"
+    key = _clear_key(path)
+    loaded = load_private_key(path)
+    assert key_id(loaded.public_key()) == key_id(key.public_key())
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "stored in clear" in err and f"synthgate keys encrypt {path}" in err
+    keys.encrypt_private_key(path)
+    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert _mode(path) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.key"]
+    assert key_id(load_private_key(path).public_key()) == key_id(key.public_key())
+    assert capsys.readouterr().err == ""
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="old.key: already encrypted"):
+        keys.encrypt_private_key(path)
+    assert path.read_bytes() == before
