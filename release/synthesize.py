@@ -23,7 +23,7 @@ from privacy.ledger import Charge, charge, lock_account
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
 from privacy.spend import PrivacySpend
-from release.atomic import write_atomic
+from release.atomic import fsync_dir, write_atomic
 from release.crashpoints import crash_point, process_owner
 from release.db import Run, log_event
 from release.sources import caps_of, check_name, get_source, latest_version, source_policy, version_files
@@ -254,11 +254,7 @@ def _store_outputs(ws: Workspace, run_id: str, synthetic: pl.DataFrame | Sequenc
         _write_outputs(d, synthetic, fitted)
         # rename(2) replaces an empty folder and fails on a full one: a run folder is never merged
         os.replace(d, final)
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)
         raise

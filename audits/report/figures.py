@@ -243,7 +243,9 @@ def column_figure(key: str, real: pl.DataFrame, synthetic: pl.DataFrame, columns
             ax = "" if i == 0 else str(i + 1)
             x0 = c * (width + h_gap)
             y1 = 1 - r * (height + v_gap)
-            xs, ps, qs = _top_cells(labels, p, q)
+            # which categories get a bar of their own: in the released view chosen by the synthetic shares
+            # alone, so that the choice does not show which categories are large in the real data
+            xs, ps, qs = _top_cells(labels, p, q, by_real=with_real)
             first = i == 0
             if with_real:
                 data.append({"type": "bar", "x": xs, "y": _r4(ps), "name": REAL_NAME, "legendgroup": "real",
@@ -281,10 +283,13 @@ def column_figure(key: str, real: pl.DataFrame, synthetic: pl.DataFrame, columns
                   release=build(False), release_caption=release_caption)
 
 
-def _top_cells(labels: list[str], p: np.ndarray, q: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _top_cells(labels: list[str], p: np.ndarray, q: np.ndarray, *, by_real: bool = True,
+               ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The largest categories (by either share, or by the synthetic share alone) and one bar for the rest."""
     if len(labels) <= MAX_CATEGORIES:
         return labels, p, q
-    keep = np.argsort(-np.maximum(p, q), kind="stable")[: MAX_CATEGORIES - 1]
+    weight = np.maximum(p, q) if by_real else q
+    keep = np.argsort(-weight, kind="stable")[: MAX_CATEGORIES - 1]
     keep = np.sort(keep)
     others = np.setdiff1d(np.arange(len(labels)), keep)
     xs = [labels[i] for i in keep] + [f"{len(others)} other categories"]
@@ -524,8 +529,11 @@ def _degree_figure(d_real: np.ndarray, d_syn: np.ndarray, directed: bool) -> Fig
     xs, ys = _degree_points(d_syn)
     cr_x, cr_y = degree_ccdf(d_real)
     cs_x, cs_y = degree_ccdf(d_syn)
-    top = max([*xr, *xs, 10])
-    log_x = _axis(type="log", title={"text": what}, range=[-0.05, math.log10(top * 1.5)], dtick="D2")
+    def log_x(top: int) -> dict[str, Any]:
+        return _axis(type="log", title={"text": what}, range=[-0.05, math.log10(max(top, 10) * 1.5)], dtick="D2")
+
+    # the released figure's axis reaches the synthetic graph's top degree only: the real one is a hub's degree
+    steward_x, release_x = log_x(max([*xr, *xs, 1])), log_x(max([*xs, 1]))
     log_y = _axis(type="log", title={"text": "share of nodes"}, exponentformat="power", dtick="D2")
     real_pts = {"type": "scatter", "mode": "markers", "x": xr, "y": yr, "name": REAL_NAME,
                 "marker": {"color": REAL_COLOUR, "symbol": "circle", "size": 6}, "xaxis": "x", "yaxis": "y",
@@ -547,11 +555,11 @@ def _degree_figure(d_real: np.ndarray, d_syn: np.ndarray, directed: bool) -> Fig
     steward = {"data": [real_pts, {**syn_pts, "xaxis": "x2", "yaxis": "y2"}, ccdf_real, ccdf_syn],
                "layout": _layout(
                    height=420,
-                   xaxis={**log_x, "domain": [0.0, 0.28], "anchor": "y"},
+                   xaxis={**steward_x, "domain": [0.0, 0.28], "anchor": "y"},
                    yaxis={**log_y, "domain": [0.0, 1.0], "anchor": "x"},
-                   xaxis2={**log_x, "domain": [0.36, 0.64], "anchor": "y2"},
+                   xaxis2={**steward_x, "domain": [0.36, 0.64], "anchor": "y2"},
                    yaxis2={**log_y, "domain": [0.0, 1.0], "anchor": "x2", "matches": "y"},
-                   xaxis3={**log_x, "domain": [0.72, 1.0], "anchor": "y3"},
+                   xaxis3={**steward_x, "domain": [0.72, 1.0], "anchor": "y3"},
                    yaxis3={**log_y, "domain": [0.0, 1.0], "anchor": "x3", "title": {"text": "share with degree ≥ d"}},
                    annotations=[title("Real training graph", 0.0), title("Synthetic graph", 0.36),
                                 title("Both: CCDF", 0.72)])}
@@ -559,9 +567,9 @@ def _degree_figure(d_real: np.ndarray, d_syn: np.ndarray, directed: bool) -> Fig
                         {**ccdf_syn, "xaxis": "x2", "yaxis": "y2"}],
                "layout": _layout(
                    height=420,
-                   xaxis={**log_x, "domain": [0.0, 0.46], "anchor": "y"},
+                   xaxis={**release_x, "domain": [0.0, 0.46], "anchor": "y"},
                    yaxis={**log_y, "domain": [0.0, 1.0], "anchor": "x"},
-                   xaxis2={**log_x, "domain": [0.54, 1.0], "anchor": "y2"},
+                   xaxis2={**release_x, "domain": [0.54, 1.0], "anchor": "y2"},
                    yaxis2={**log_y, "domain": [0.0, 1.0], "anchor": "x2", "title": {"text": "share with degree ≥ d"}},
                    annotations=[title("Synthetic graph", 0.0), title("Synthetic graph: CCDF", 0.54)])}
     caption = (f"Degree distributions on log-log axes: the share of nodes with each {what}, real training graph "

@@ -232,3 +232,26 @@ def test_document_figures_draw_the_game_targets_and_roc_from_audit_json():
     assert envelope["y"][0] == pytest.approx(1e-6, abs=1e-5)
     # the released report shows the same (attack rates, not records)
     assert figs["roc"].release == figs["roc"].steward
+
+
+def test_released_figures_choose_nothing_by_the_real_data():
+    # 30 categories: which get a bar of their own in the released view follows the synthetic shares only
+    cats = tuple(f"c{i}" for i in range(30))
+    schema = Schema(columns=(Column(name="k", type="categorical", categories=cats),))
+    real = pl.DataFrame({"k": ["c29"] * 50 + ["c0"] * 10})  # c29 is large only in the real data
+    syn = pl.DataFrame({"k": [f"c{i}" for i in range(25)] * 2})
+    fig = column_figure("columns", real, syn, list(schema.columns), "t")
+    assert "c29" in fig.steward["data"][0]["x"]
+    assert fig.release is not None and "c29" not in fig.release["data"][0]["x"]
+    # a real hub's degree does not set the released degree axis
+    from privacy.graphs import GraphData
+
+    spec = Schema.from_dict({"kind": "graph", "graph": {"directed": False, "node_count": 200}})
+    star = GraphData(n_nodes=200, edges=np.array([[0, i] for i in range(1, 200)], dtype=np.int64),
+                     spec=spec.gspec, labels=tuple(str(i) for i in range(200)))
+    path = star.with_edges(np.array([[i, i + 1] for i in range(199)]))
+    from audits.report.figures import graph_figures
+
+    (degrees,) = graph_figures(star, path, spec)
+    assert degrees.steward["layout"]["xaxis"]["range"][1] > math.log10(199)
+    assert degrees.release is not None and degrees.release["layout"]["xaxis"]["range"][1] < math.log10(100)
