@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import polars as pl
-
-from audits.anonymeter_risks import run_anonymeter
 from audits.audit_schema import AUDIT_SCHEMA_URI
 from audits.context import AuditContext
-from audits.domias import run_domias
-from audits.fidelity import run_fidelity
-from audits.membership import run_membership
-from audits.one_run import run_one_run
 from audits.result import AuditResult, Metric
-from audits.shadow_game import run_shadow_game
-from audits.utility import run_utility
 from policies.model import Policy
 from privacy.errors import InputError
 from privacy.schema import Schema
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: Version of the audit document's layout; bump when a key changes meaning.
 DOCUMENT_VERSION = 2
@@ -41,16 +36,30 @@ class AuditFunction(Protocol):
     ) -> AuditResult: ...
 
 
+def _imported_when_run(module: str, name: str) -> AuditFunction:
+    """The audit ``module.name``, imported on its first call: the audits' libraries (sklearn,
+    sdmetrics, anonymeter, torch under them) take seconds to import, and the commands that audit
+    nothing (``--help``, ``verify``, ``runs``, ...) import none of them."""
+
+    def audit(*args: Any, **kwargs: Any) -> AuditResult:
+        run: AuditFunction = getattr(importlib.import_module(module), name)
+        return run(*args, **kwargs)
+
+    audit.__name__ = audit.__qualname__ = name
+    audit.__module__ = module
+    return audit
+
+
 #: The audits in the order they run: cheap and decisive first, the shadow-model game (minutes of
 #: refitting in the thorough profile) after the one-run audit that can already refute a DP claim.
 AUDITS: tuple[tuple[str, AuditFunction], ...] = (
-    ("membership", run_membership),
-    ("domias", run_domias),
-    ("one_run", run_one_run),
-    ("shadow_game", run_shadow_game),
-    ("anonymeter", run_anonymeter),
-    ("fidelity", run_fidelity),
-    ("utility", run_utility),
+    ("membership", _imported_when_run("audits.membership", "run_membership")),
+    ("domias", _imported_when_run("audits.domias", "run_domias")),
+    ("one_run", _imported_when_run("audits.one_run", "run_one_run")),
+    ("shadow_game", _imported_when_run("audits.shadow_game", "run_shadow_game")),
+    ("anonymeter", _imported_when_run("audits.anonymeter_risks", "run_anonymeter")),
+    ("fidelity", _imported_when_run("audits.fidelity", "run_fidelity")),
+    ("utility", _imported_when_run("audits.utility", "run_utility")),
 )
 
 

@@ -20,15 +20,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
 
 from privacy.errors import InputError, IntegrityError
 from privacy.graph_spec import GraphSpec
 from privacy.schema import Schema
 from privacy.split import split_mask
 from privacy.table import conform_column, parse_table
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class GraphData:
     nodes: pl.DataFrame | None = None
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         e = self.edges
         if e.ndim != 2 or e.shape[1] != 2 or e.dtype != np.int64:
             raise ValueError("edges must be an (m, 2) int64 array")
@@ -91,9 +95,13 @@ class GraphData:
         return self.n_edges
 
     def out_degrees(self) -> np.ndarray:
+        import numpy as np
+
         return np.bincount(self.edges[:, 0], minlength=self.n_nodes).astype(np.int64)
 
     def in_degrees(self) -> np.ndarray:
+        import numpy as np
+
         return np.bincount(self.edges[:, 1], minlength=self.n_nodes).astype(np.int64)
 
     def degrees(self) -> np.ndarray:
@@ -116,6 +124,9 @@ class GraphData:
 
     def edge_frame(self) -> pl.DataFrame:
         """The edge list with node ids, columns named as the schema's edge file."""
+        import numpy as np
+        import polars as pl
+
         lab = np.asarray(self.labels, dtype=object)
         src, dst = (self.spec.source, self.spec.target)
         return pl.DataFrame({src: lab[self.edges[:, 0]].tolist() if self.n_edges else [],
@@ -124,12 +135,16 @@ class GraphData:
 
     def node_frame(self) -> pl.DataFrame:
         """Every node's id (isolated nodes included) and its attributes."""
+        import polars as pl
+
         ids = pl.DataFrame({self.spec.node_key: list(self.labels)}, schema={self.spec.node_key: pl.Utf8})
         return ids if self.nodes is None else pl.concat([ids, self.nodes], how="horizontal")
 
 
 def canonical_edges(edges: np.ndarray, directed: bool) -> np.ndarray:
     """Sorted unique edges without self-loops; undirected edges as (min, max)."""
+    import numpy as np
+
     e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
     if not directed:
         e = np.sort(e, axis=1)
@@ -144,6 +159,8 @@ def canonical_edges(edges: np.ndarray, directed: bool) -> np.ndarray:
 
 def read_edge_bytes(data: bytes, spec: GraphSpec, hint: str) -> tuple[list[str], list[str]]:
     """Source and target ids as stripped text, from a pairs file or a CSV with a header."""
+    import polars as pl
+
     if spec.edge_format == "pairs":
         if data[:4] == b"PAR1":
             raise InputError(f"{hint}: a Parquet edge file needs edges format 'csv' with source/target columns")
@@ -212,6 +229,9 @@ def conform_graph(
     edge_data: bytes, node_data: bytes | None, schema: Schema, *, path_hint: str = "edges"
 ) -> tuple[GraphData, GraphReport]:
     """Validate and conform a graph to ``schema`` (see the module docstring)."""
+    import numpy as np
+    import polars as pl
+
     spec = schema.gspec
     src, dst = read_edge_bytes(edge_data, spec, path_hint)
     if spec.id_type == "integer":
@@ -362,6 +382,9 @@ def split_nodes(graph: GraphData, holdout_fraction: float, seed: int) -> tuple[G
 
 def induced_subgraph(graph: GraphData, keep: np.ndarray) -> GraphData:
     """The subgraph induced on the nodes where ``keep`` is True (their ids, attributes and edges)."""
+    import numpy as np
+    import polars as pl
+
     keep = np.asarray(keep, dtype=bool)
     new_index = np.full(graph.n_nodes, -1, dtype=np.int64)
     new_index[keep] = np.arange(int(keep.sum()), dtype=np.int64)
@@ -412,6 +435,8 @@ def conform_external_graph(edge_data: bytes, node_data: bytes, schema: Schema, h
     ids must be exactly those, and the result is indexed like the real graph; a graph over other ids
     cannot be audited against the real one.
     """
+    import numpy as np
+
     spec = schema.gspec
     as_csv = edge_data[:4] == b"PAR1" or (spec.edge_format == "pairs" and _has_header(edge_data, spec))
     if as_csv:

@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
 
 from privacy.errors import InputError, IntegrityError
 from privacy.schema import Schema
@@ -32,7 +30,9 @@ from privacy.sequence_spec import EPOCH, SequenceSpec
 from privacy.split import split_mask
 from privacy.table import conform_column, parse_table, read_raw_fingerprinted
 
-_EPOCH_DATE = pl.lit(EPOCH)
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -89,20 +89,28 @@ class SequenceData:
 
     def lengths(self) -> np.ndarray:
         """Events per entity, in ``statics`` order."""
+        import numpy as np
+
         counts = self.events.group_by(self.spec.entity, maintain_order=True).len()
         return np.asarray(counts.get_column("len").to_numpy(), dtype=np.int64)
 
     def offsets(self) -> np.ndarray:
         """Start index of each entity's events in ``events`` (length n_entities + 1)."""
+        import numpy as np
+
         return np.concatenate([[0], np.cumsum(self.lengths())])
 
     def gaps(self) -> pl.Series:
         """The gap before each event (null for an entity's first event)."""
+        import polars as pl
+
         e, o = self.spec.entity, self.spec.order
         return self.events.select(pl.col(o).diff().over(e).alias("gap")).get_column("gap")
 
     def take(self, mask: np.ndarray) -> "SequenceData":
         """The entities where ``mask`` (over ``statics`` rows) is True."""
+        import polars as pl
+
         keep = self.statics.filter(pl.Series(mask))
         ev = self.events.filter(pl.col(self.spec.entity).is_in(keep.get_column(self.spec.entity).implode()))
         return SequenceData(statics=keep, events=ev, spec=self.spec)
@@ -118,8 +126,10 @@ class SequenceData:
 
 def order_expr(spec: SequenceSpec, col: str) -> pl.Expr:
     """Integer order values back to the data's own representation."""
+    import polars as pl
+
     if spec.order_type == "date":
-        return (_EPOCH_DATE + pl.duration(days=pl.col(col))).dt.strftime(spec.date_format).alias(col)
+        return (pl.lit(EPOCH) + pl.duration(days=pl.col(col))).dt.strftime(spec.date_format).alias(col)
     return pl.col(col)
 
 
@@ -130,6 +140,8 @@ def conform_sequences(
     events_raw: pl.DataFrame, statics_raw: pl.DataFrame | None, schema: Schema, *, path_hint: str = "events"
 ) -> tuple[SequenceData, SequenceReport]:
     """Validate and conform sequential data to ``schema`` (see the module docstring)."""
+    import polars as pl
+
     spec = schema.seq
     e, o = spec.entity, spec.order
     static_names = list(spec.static)
@@ -248,6 +260,8 @@ def _check_exact(df: pl.DataFrame, wanted: list[str], hint: str) -> None:
 
 def _key(s: pl.Series, where: str) -> pl.Series:
     """Entity keys as stripped text; missing or empty keys are an error."""
+    import polars as pl
+
     txt = s.cast(pl.Utf8, strict=False).str.strip_chars()
     n_bad = txt.null_count() + int((txt == "").sum())
     if n_bad:
@@ -256,6 +270,8 @@ def _key(s: pl.Series, where: str) -> pl.Series:
 
 
 def _parse_order(s: pl.Series, spec: SequenceSpec, where: str) -> pl.Series:
+    import polars as pl
+
     if s.dtype == pl.Date:
         vals = s.cast(pl.Int64)  # a polars Date is days since 1970-01-01
         n_missing = vals.null_count()

@@ -13,14 +13,19 @@ holdout is read only by the audits, which run on the steward's side and are not 
 
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING
 
 from privacy.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
 
 
 def split_mask(n_rows: int, holdout_fraction: float, seed: int) -> np.ndarray:
     """Boolean mask, True for holdout rows; deterministic for a given (n_rows, fraction, seed)."""
+    import numpy as np
+
     if not 0 < holdout_fraction < 1:
         raise InputError(f"holdout_fraction ({holdout_fraction}) must be in (0, 1)")
     rng = np.random.default_rng([seed, 0x5EED])
@@ -29,6 +34,8 @@ def split_mask(n_rows: int, holdout_fraction: float, seed: int) -> np.ndarray:
 
 def train_holdout(df: pl.DataFrame, holdout_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split ``df`` into (train, holdout); refuse a split that leaves either side empty."""
+    import polars as pl
+
     mask = split_mask(df.height, holdout_fraction, seed)
     s = pl.Series("_holdout", mask)
     train, holdout = df.filter(~s), df.filter(s)

@@ -13,11 +13,13 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from privacy.errors import InputError
 from privacy.schema import Column, Schema
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _PARQUET_MAGIC = b"PAR1"
 
@@ -55,6 +57,8 @@ def parse_table(data: bytes, hint: str = "data") -> pl.DataFrame:
     invalid UTF-8 in CSV text, a CSV polars cannot parse (ragged rows, a quote left open), corrupt
     Parquet, no rows, duplicate or empty column names, and columns of nested values (lists, structs).
     """
+    import polars as pl
+
     if len(data) == 0:
         raise InputError(f"data file is empty: {hint}")
     if data[:4] == _PARQUET_MAGIC:
@@ -139,6 +143,8 @@ def conform(df: pl.DataFrame, schema: Schema, *, path_hint: str = "data") -> tup
     Raises ``InputError`` (with counts, not values) for missing/extra columns, values that do not
     parse as the column's type, missing values, and categories outside a domain with no ``other``.
     """
+    import polars as pl
+
     _check_columns(df, schema, path_hint)
     clipped: dict[str, int] = {}
     mapped: dict[str, int] = {}
@@ -153,6 +159,8 @@ def conform(df: pl.DataFrame, schema: Schema, *, path_hint: str = "data") -> tup
 def conform_column(
     s: pl.Series, col: Column, path_hint: str, clipped: dict[str, int], mapped: dict[str, int]
 ) -> pl.Series:
+    import polars as pl
+
     where = f"{path_hint}: column {col.name!r}"
     if col.type == "categorical":
         txt = s.cast(pl.Utf8, strict=False).str.strip_chars()

@@ -32,14 +32,15 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from privacy.graphs import GraphData
 from privacy.schema import Column, Schema
 from privacy.sequences import SequenceData
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
 
 #: Okabe-Ito colours (distinguishable with the common colour-vision deficiencies); the two series
 #: also differ by pattern or dash and marker, never by colour alone
@@ -146,6 +147,9 @@ def column_codes(values: pl.Series, col: Column) -> tuple[np.ndarray, list[str]]
     Missing values are a cell of their own ("missing") when the column is nullable. Nothing here is
     read from the data: the cells are the schema's.
     """
+    import numpy as np
+    import polars as pl
+
     if col.type == "categorical":
         labels = [esc(c) for c in col.categories]
         k = len(labels)
@@ -177,12 +181,16 @@ def _bin_labels(col: Column, edges: list[float]) -> list[str]:
 
 
 def shares(codes: np.ndarray, k: int) -> np.ndarray:
+    import numpy as np
+
     counts = np.bincount(codes, minlength=k)[:k].astype(np.float64)
     total = counts.sum()
     return counts / total if total > 0 else counts
 
 
 def tv_distance(p: np.ndarray, q: np.ndarray) -> float:
+    import numpy as np
+
     return float(0.5 * np.abs(p - q).sum())
 
 
@@ -192,6 +200,8 @@ def tv_distance(p: np.ndarray, q: np.ndarray) -> float:
 
 def data_figures(kind: str, real: Any, synthetic: Any, schema: Schema) -> list[Figure]:
     """The data figures of one run: real training data against synthetic data."""
+    import polars as pl
+
     if kind == "graph":
         assert isinstance(real, GraphData) and isinstance(synthetic, GraphData)
         return graph_figures(real, synthetic, schema)
@@ -286,6 +296,8 @@ def column_figure(key: str, real: pl.DataFrame, synthetic: pl.DataFrame, columns
 def _top_cells(labels: list[str], p: np.ndarray, q: np.ndarray, *, by_real: bool = True,
                ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The largest categories (by either share, or by the synthetic share alone) and one bar for the rest."""
+    import numpy as np
+
     if len(labels) <= MAX_CATEGORIES:
         return labels, p, q
     weight = np.maximum(p, q) if by_real else q
@@ -303,6 +315,8 @@ def _r4(x: np.ndarray) -> list[float]:
 def cramers_v_matrix(frame: pl.DataFrame, columns: list[Column]) -> np.ndarray:
     """Cramér's V of every column pair over the schema's public cells (NaN where a column has one
     occupied cell). A uniform association measure for categorical and binned numeric columns."""
+    import numpy as np
+
     codes = []
     for col in columns:
         c, labels = column_codes(frame.get_column(col.name), col)
@@ -328,6 +342,8 @@ def cramers_v_matrix(frame: pl.DataFrame, columns: list[Column]) -> np.ndarray:
 
 def association_figure(real: pl.DataFrame, synthetic: pl.DataFrame, columns: list[Column]) -> Figure | None:
     """Heat map of synthetic minus real Cramér's V for every column pair."""
+    import numpy as np
+
     if len(columns) < 2:
         return None
     cols = columns[:MAX_HEATMAP_COLUMNS]
@@ -367,6 +383,8 @@ def association_figure(real: pl.DataFrame, synthetic: pl.DataFrame, columns: lis
 
 
 def sequence_figures(real: SequenceData, synthetic: SequenceData, schema: Schema) -> list[Figure]:
+    import numpy as np
+
     from audits.sequential.features import (
         column_states,
         encode,
@@ -426,6 +444,8 @@ def sequence_figures(real: SequenceData, synthetic: SequenceData, schema: Schema
 
 
 def _transition_matrix(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    import numpy as np
+
     counts = np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(np.float64)
     rows = counts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -500,6 +520,8 @@ def _pair_histogram(key: str, title: str, labels: list[str], real_counts: np.nda
 
 def degree_ccdf(degrees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct positive degrees ``d`` and the share of all nodes with degree >= ``d``."""
+    import numpy as np
+
     deg = np.asarray(degrees, dtype=np.int64)
     if deg.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -519,6 +541,8 @@ def graph_figures(real: GraphData, synthetic: GraphData, schema: Schema) -> list
 
 
 def _degree_points(deg: np.ndarray) -> tuple[list[int], list[float]]:
+    import numpy as np
+
     values, counts = np.unique(deg[deg > 0], return_counts=True)
     return [int(v) for v in values], [round(float(c) / max(1, deg.size), 6) for c in counts]
 
@@ -623,11 +647,15 @@ def document_figures(document: dict[str, Any]) -> list[Figure]:
 def dp_roc_envelope(epsilon: float, delta: float, fpr: np.ndarray) -> np.ndarray:
     """The largest TPR any test can reach at each FPR against an (epsilon, delta)-DP mechanism
     (Kairouz, Oh, Viswanath 2015): min(e^eps fpr + delta, 1 - e^-eps (1 - delta - fpr), 1)."""
+    import numpy as np
+
     e = math.exp(epsilon)
     return np.minimum.reduce([e * fpr + delta, 1 - (1 - delta - fpr) / e, np.ones_like(fpr)])
 
 
 def roc_figure(metrics: dict[tuple[Any, Any], dict[str, Any]], epsilon: Any, delta: Any) -> Figure | None:
+    import numpy as np
+
     curves = []
     for (_audit, name), m in metrics.items():
         roc = (m.get("details") or {}).get("roc")
@@ -692,6 +720,8 @@ def roc_figure(metrics: dict[tuple[Any, Any], dict[str, Any]], epsilon: Any, del
 
 
 def game_figure(metrics: dict[tuple[Any, Any], dict[str, Any]]) -> Figure | None:
+    import numpy as np
+
     m = metrics.get(("shadow_game", "game_worst_target_auc"))
     per = ((m or {}).get("details") or {}).get("per_target")
     if not per:

@@ -1,9 +1,10 @@
 """The one place that maps generator names to classes and data kinds (CLI, policies, tests).
 
-Tabular generators live in ``privacy.generators.tabular.registry``; sequential and graph ones are
-imported on first use (importing torch or smartnoise is slow). ``kind_of`` says which data kind a generator
-synthesizes; the workflow refuses a generator whose kind differs from the source's schema before
-anything is charged.
+Generators of every kind are named here as ``"module:Class"`` and imported on first use: importing
+torch or smartnoise is slow, and commands that fit nothing import no generator
+(``privacy.generators.tabular.registry`` holds the tabular ones as classes). ``kind_of`` says which
+data kind a generator synthesizes; the workflow refuses a generator whose kind differs from the
+source's schema before anything is charged.
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from privacy.errors import InputError
-from privacy.generators.tabular.registry import DEEP_GENERATORS as DEEP_TABULAR
-from privacy.generators.tabular.registry import GENERATORS as TABULAR
 from privacy.schema import Schema
 from privacy.spend import PrivacySpend
+
+#: tabular generators: name -> "module:Class"
+TABULAR: dict[str, str] = {
+    "aim": "privacy.generators.tabular.aim:AIMGenerator",
+    "dpctgan": "privacy.generators.tabular.deep.dpctgan:DPCTGANGenerator",
+    "dpdiffusion": "privacy.generators.tabular.deep.diffusion:DPDiffusionGenerator",
+    "mst": "privacy.generators.tabular.mst:MSTGenerator",
+    "patectgan": "privacy.generators.tabular.deep.patectgan:PATECTGANGenerator",
+}
+
+#: tabular generators trained by gradient descent
+DEEP_TABULAR = ("dpctgan", "dpdiffusion", "patectgan")
 
 #: sequential generators: name -> "module:Class"
 SEQUENTIAL: dict[str, str] = {
@@ -56,9 +67,7 @@ def generator_class(name: str) -> type:
     if not isinstance(name, str):
         raise InputError(f"unknown generator {name!r} (known: {', '.join(generator_names())})")
     kind = kind_of(name)
-    if kind == "tabular":
-        return TABULAR[name]
-    module, cls = (SEQUENTIAL if kind == "sequential" else GRAPH)[name].split(":")
+    module, cls = (TABULAR if kind == "tabular" else SEQUENTIAL if kind == "sequential" else GRAPH)[name].split(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
 

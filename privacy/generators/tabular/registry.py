@@ -1,27 +1,20 @@
-"""The one place that maps generator names to classes (the CLI, policies and tests list them here)."""
+"""The tabular generators as classes, by name (importing this module imports every one of them).
+
+Their names live in ``privacy.generators.registry``, which imports none until one is used.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from privacy.errors import InputError
-from privacy.generators.tabular.aim import AIMGenerator
+from privacy.generators.registry import DEEP_TABULAR, TABULAR, generator_class
 from privacy.generators.tabular.base import TabularGenerator
-from privacy.generators.tabular.deep.diffusion import DPDiffusionGenerator
-from privacy.generators.tabular.deep.dpctgan import DPCTGANGenerator
-from privacy.generators.tabular.deep.patectgan import PATECTGANGenerator
-from privacy.generators.tabular.mst import MSTGenerator
 
-GENERATORS: dict[str, type] = {
-    "aim": AIMGenerator,
-    "dpctgan": DPCTGANGenerator,
-    "dpdiffusion": DPDiffusionGenerator,
-    "mst": MSTGenerator,
-    "patectgan": PATECTGANGenerator,
-}
+GENERATORS: dict[str, type] = {name: generator_class(name) for name in TABULAR}
 
 #: generators trained by gradient descent: they take --epochs, --batch-size, --device, --time-limit
-DEEP_GENERATORS = ("dpctgan", "dpdiffusion", "patectgan")
+DEEP_GENERATORS = DEEP_TABULAR
 
 
 def generator_names() -> list[str]:
