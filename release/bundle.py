@@ -25,7 +25,6 @@ import re
 import secrets
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacy.errors import InputError
 from release.canonical import canonical_json, sha256_hex
-from release.crashpoints import crash_point
+from release.crashpoints import crash_point, owner_alive, process_owner
 from release.dsse import IN_TOTO_PAYLOAD_TYPE, make_statement, sign_envelope
 
 MANIFEST_NAME = "manifest.json"
@@ -49,6 +48,14 @@ _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 #: Predicate key of the event log's chain head at release time (``EventLogHead.to_predicate``).
 EVENT_LOG_HEAD_KEY = "event_log_head"
+
+#: The file in a partial folder (``.NAME.partial-<8 hex>`` beside the bundle) that names its writer:
+#: ``{"bundle": NAME, "writer": process_owner()}``. The bundle is built in ``NAME/`` inside it, the
+#: archive as ``NAME.tar.gz``; a writer killed before it cleaned up leaves the folder behind, and
+#: ``remove_stale_partials`` takes it away once that writer is provably gone.
+PARTIAL_MARKER = "writer.json"
+_PARTIAL_TAG_RE = r"\.partial-[0-9a-f]{8}"
+_MARKER_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,55 @@ def _check_destination(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: exists and is not empty; refusing to write a bundle into it")
 
 
+def _stale_partial(path: Path, name: str) -> bool:
+    """Whether ``path`` is provably a partial folder of bundle ``name`` whose writer is gone.
+
+    Only a real folder (no link) holding our marker and nothing but what ``write_bundle`` puts
+    there, whose marker names this bundle and a writer that ``owner_alive`` says has ended: a
+    writer on another host, or one this host cannot tell about, keeps its folder.
+    """
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return False
+        names = set(os.listdir(path))
+        if PARTIAL_MARKER not in names or not names <= {PARTIAL_MARKER, name, f"{name}.tar.gz"}:
+            return False
+        marker = path / PARTIAL_MARKER
+        if marker.is_symlink() or not marker.is_file():
+            return False
+        with open(marker, "rb") as handle:
+            doc = json.loads(handle.read(_MARKER_MAX))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("bundle") != name:
+        return False
+    return owner_alive(doc.get("writer")) is False
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Remove the partial folders of bundle ``out_dir`` (same parent, same name) left by writers that died.
+
+    ``write_bundle`` calls it before it writes: a release killed midway (``kill -9``, a power cut)
+    cannot clean up, and its ``.NAME.partial-*`` folder would stay forever. Best effort: what
+    cannot be removed stays, and nothing that is not provably ours is touched. Returns the
+    folders removed.
+    """
+    out_dir = Path(os.path.abspath(out_dir))
+    pattern = re.compile(re.escape(f".{out_dir.name}") + _PARTIAL_TAG_RE)
+    try:
+        candidates = [entry.name for entry in os.scandir(out_dir.parent) if pattern.fullmatch(entry.name)]
+    except OSError:
+        return []
+    removed = []
+    for candidate in sorted(candidates):
+        path = out_dir.parent / candidate
+        if _stale_partial(path, out_dir.name):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.lexists(path):
+                removed.append(path)
+    return removed
+
+
 def write_bundle(
     out_dir: Path,
     files: dict[str, bytes],
@@ -175,8 +231,10 @@ def write_bundle(
     here). ``predicate`` is stored as-is in the signed statement; ``release.verify`` documents the
     keys it must hold. Atomic: everything is built in a temporary folder beside ``out_dir`` (same
     file system) and renamed into place, so a failure leaves neither a partial folder nor a
-    partial archive. Refuses (``InputError``) bad names, an ``out_dir`` that exists and is not
-    empty, an existing archive path, or a predicate that is not canonical JSON. Returns ``out_dir``.
+    partial archive; a process killed midway leaves its hidden ``.NAME.partial-*`` folder, which
+    the next write of the same NAME beside it removes (``remove_stale_partials``). Refuses
+    (``InputError``) bad names, an ``out_dir`` that exists and is not empty, an existing archive
+    path, or a predicate that is not canonical JSON. Returns ``out_dir``.
     """
     out_dir = Path(os.path.abspath(out_dir))
     if not out_dir.name:
@@ -213,17 +271,27 @@ def write_bundle(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     existed_empty = out_dir.is_dir()
-    # Same parent, so the final os.replace is a rename on one file system, hence atomic.
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    tmp_archive = out_dir.parent / f".{archive.name}.partial-{secrets.token_hex(8)}"
+    # what an earlier writer killed midway left here: its partial folder, once that writer is gone
+    remove_stale_partials(out_dir)
+    # Same parent, so the final os.replace is a rename on one file system, hence atomic. The bundle
+    # is built in NAME/ inside a private (0700) partial folder whose marker names this process, so
+    # that whatever a crash leaves is one folder that a later write can prove is stale.
+    # (8 hex digits: the name is as long as mkdtemp's were, so the longest bundle name still fits)
+    partial = out_dir.parent / f".{out_dir.name}.partial-{secrets.token_hex(4)}"
+    os.mkdir(partial, 0o700)
+    tmp_dir = partial / out_dir.name
+    tmp_archive = partial / archive.name
     published_dir = False
     try:
+        marker = {"bundle": out_dir.name, "writer": process_owner()}
+        _write_new_file(partial / PARTIAL_MARKER, json.dumps(marker, sort_keys=True).encode("utf-8"))
+        os.mkdir(tmp_dir, 0o700)
         for i, name in enumerate(sorted(files)):
             _write_new_file(tmp_dir / name, bytes(files[name]))
             if i == 1:
                 crash_point("bundle.mid_files")
         _write_new_file(tmp_dir / MANIFEST_NAME, manifest)
-        # mkdtemp makes the folder 0700; a release is meant to be read by others.
+        # the folder was made 0700 while it filled up; a release is meant to be read by others.
         os.chmod(tmp_dir, 0o755)
         _fsync_dir(tmp_dir)
         if tar:
@@ -254,8 +322,8 @@ def write_bundle(
             shutil.rmtree(out_dir, ignore_errors=True)
             if existed_empty:
                 out_dir.mkdir(exist_ok=True)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     finally:
-        tmp_archive.unlink(missing_ok=True)
+        # the marker, the archive's temporary copy, and the folder if it never got its name
+        shutil.rmtree(partial, ignore_errors=True)
     return out_dir

@@ -8,7 +8,9 @@ The passphrase comes from the current *passphrase source* (``using_passphrase``)
 that reads ``--passphrase-env NAME``, ``SYNTHGATE_PASSPHRASE`` or a prompt; without one, the library
 reads ``SYNTHGATE_PASSPHRASE``. It is asked for only when a key is written or an encrypted key is
 read, and it never appears in a message. A clear key written by an older synthgate still loads, with
-a one-line warning on stderr (``synthgate keys encrypt FILE`` encrypts it).
+a one-line warning on stderr (``synthgate keys encrypt FILE`` encrypts it). A ``NAME.key`` left without
+its ``NAME.pub`` (a ``keys new`` killed between the two files) gets its public half back from
+``write_public_key`` (``synthgate keys public NAME.key``).
 """
 
 from __future__ import annotations
@@ -253,6 +255,12 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         raise InputError(f"{directory}: not a directory")
     private_path = directory / f"{name}{PRIVATE_SUFFIX}"
     public_path = directory / f"{name}{PUBLIC_SUFFIX}"
+    if (private_path.exists() or private_path.is_symlink()) and not (public_path.exists() or public_path.is_symlink()):
+        # the crash point "keys.between_files": the private half was published, the public one not
+        raise InputError(
+            f"{private_path}: already exists; refusing to overwrite a key (it has no {public_path.name}: an earlier "
+            f"`synthgate keys new` was interrupted; `synthgate keys public {private_path}` writes the public half)"
+        )
     for path in (private_path, public_path):
         if path.exists() or path.is_symlink():
             raise InputError(f"{path}: already exists; refusing to overwrite a key")
@@ -287,6 +295,32 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
     return private_path, public_path
+
+
+def write_public_key(private_path: Path) -> tuple[Path, str]:
+    """Write the public half of ``NAME.key`` as ``NAME.pub`` beside it (0644) and return ``(path, key id)``.
+
+    For a pair whose ``keys new`` was killed after the private key was published: the private key
+    is read (decrypted with the current passphrase), and its public key is written to a temporary
+    file and linked into place like ``generate_keypair`` does, so it is never half-written and an
+    existing ``NAME.pub`` is never overwritten (``InputError``).
+    """
+    private_path = Path(private_path)
+    if private_path.suffix != PRIVATE_SUFFIX:
+        raise InputError(f"{private_path}: a private key file's name must end in {PRIVATE_SUFFIX} "
+                         f"(its public half is written as NAME{PUBLIC_SUFFIX})")
+    public_path = private_path.with_suffix(PUBLIC_SUFFIX)
+    if public_path.exists() or public_path.is_symlink():
+        raise InputError(f"{public_path}: already exists; refusing to overwrite a key")
+    public_key = load_private_key(private_path).public_key()
+    directory = private_path.parent
+    tmp = _write_temp(directory, public_path.name, public_key_pem(public_key).encode("ascii"), 0o644)
+    try:
+        _publish_no_clobber(tmp, public_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+    return public_path, key_id(public_key)
 
 
 def encrypt_private_key(path: Path) -> Path:

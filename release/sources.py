@@ -32,6 +32,22 @@ def check_name(kind: str, name: str) -> str:
     return name
 
 
+#: The longest target column name a run can record: ``runs.target`` is VARCHAR(200) (``release.db``).
+#: PostgreSQL refuses a longer value (a DataError, an internal error mid-command) where SQLite stores
+#: it, so it is refused at input, on either database. The other user-supplied text bound for a
+#: length-limited column is shorter by construction: names pass ``check_name`` (100), a policy
+#: name its model (100), a generator name the registry.
+MAX_TARGET_CHARS = 200
+
+
+def check_target_name(target: str | None, what: str) -> str | None:
+    """Refuse (``InputError``) a target column name longer than the database stores; None passes."""
+    if target is not None and len(target) > MAX_TARGET_CHARS:
+        raise InputError(f"{what} {target[:40]!r}... is {len(target)} characters long; a target column name "
+                         f"may have at most {MAX_TARGET_CHARS} (rename the column)")
+    return target
+
+
 @dataclass(frozen=True)
 class Registration:
     source: str
@@ -52,6 +68,7 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
     """
     check_name("source", source)
     schema = Schema.load(schema_path)
+    check_target_name(schema.target, "the schema's target column")
     if schema.drafted_from_data and not accept_drafted:
         raise InputError(
             "the schema was drafted from the data (drafted_from_data: true): review its domains and "
@@ -97,6 +114,8 @@ def register(ws: Workspace, source: str, data: Path, schema_path: Path, *, accep
             raise InputError(f"this file is already registered as source {other[0]!r}; register it there")
         new = src is None
         if src is None:
+            # the policy this source keeps for good: its target for the source must fit a run's record
+            check_target_name(policy.targets.get(source), f"policy {policy.name!r}: the target column of {source!r}")
             src = Source(
                 name=source,
                 policy_name=policy.name,
