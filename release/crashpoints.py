@@ -20,7 +20,8 @@ leave is consistent. The points:
 ``process_owner()`` describes the current process (host, boot, pid, start time); a command
 that leaves a run in a transient state ("created" while synthesizing, "auditing") records it in
 the event that enters the state. ``owner_alive`` then tells, on the same host, whether that
-process is still running: ``release.runs.reap_dead_runs`` marks a run whose process is gone.
+process is still running: ``release.runs.reap_dead_runs`` marks a run whose process is gone. A
+process on another host (``on_other_host``) is told alive by its heartbeat (``release.heartbeat``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def process_owner() -> dict[str, Any]:
     pid = os.getpid()
     stat = _proc_stat(pid)
     return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": stat[1] if stat else None}
+
+
+def on_other_host(owner: dict[str, Any] | None) -> bool:
+    """Whether ``owner`` names a process on another host (whose liveness only its heartbeat tells)."""
+    return isinstance(owner, dict) and isinstance(owner.get("host"), str) and owner["host"] != socket.gethostname()
 
 
 def owner_alive(owner: dict[str, Any] | None) -> bool | None:

@@ -21,6 +21,7 @@ def test_runs_lists_the_audited_run(env, run_id) -> None:
         assert row["state"] == "gate_failed" and row["decision"] == "failed"
     assert row["source"] == "adult" and row["kind"] == "tabular" and row["generator"] == "mst"
     assert row["epsilon"] <= 1.0 and row["approvals"] == 0 and row["requester"] == "carol"
+    assert row["error"] is None  # why a run failed: none for an audited one (tests/cli/test_heartbeat.py)
 
 
 def test_runs_filters_and_refuses_unknown_sources(env2) -> None:
