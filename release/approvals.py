@@ -3,7 +3,9 @@
 An approval is a steward's Ed25519 signature over the run's statement digest (the digest of what
 the audit produced: data files, audit results, gate checks, spend, policy). It is checked against
 the key registered for that steward, is bound to one run and one statement (not replayable), and is
-refused for a run whose gate failed and, where the policy says so, for the run's requester.
+refused for a run whose gate failed and, where the policy says so, for the run's requester. Stewards
+are registered and revoked by an admin (``release.members``); a revoked steward decides nothing more,
+and their approvals stop counting for runs not yet released.
 """
 
 from __future__ import annotations
@@ -17,26 +19,12 @@ from sqlalchemy import select
 from privacy.errors import GateError, InputError, IntegrityError
 from privacy.ledger import Source
 from release.approval_sig import sign_decision, verify_decision
-from release.db import Approval, Steward, log_event
-from release.keys import key_id, load_private_key, load_public_key, public_key_from_pem, public_key_pem
+from release.db import Approval, log_event
+from release.keys import load_private_key, public_key_from_pem
+from release.members import counted_approvers, require_steward
 from release.runs import get_run, load_statement
-from release.sources import check_name, source_policy
+from release.sources import source_policy
 from release.workspace import Workspace
-
-
-def add_steward(ws: Workspace, name: str, public_key_file: Path) -> dict[str, str]:
-    """Register a steward's public key; a name is registered once."""
-    check_name("steward", name)
-    pub = load_public_key(public_key_file)
-    kid = key_id(pub)
-    with ws.transaction() as s:
-        if s.get(Steward, name) is not None:
-            raise InputError(f"steward {name!r} is already registered")
-        if s.scalars(select(Steward).where(Steward.keyid == kid)).first() is not None:
-            raise InputError("this public key is already registered to another steward")
-        s.add(Steward(name=name, public_key_pem=public_key_pem(pub), keyid=kid))
-        log_event(s, "steward.add", steward=name, keyid=kid)
-    return {"steward": name, "keyid": kid}
 
 
 def decide(
@@ -65,9 +53,7 @@ def record_decision(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         raise InputError(f"decision must be 'approve' or 'reject', not {decision!r}")
     with ws.transaction() as s:
         run = get_run(s, run_id)
-        st = s.get(Steward, steward)
-        if st is None:
-            raise InputError(f"steward {steward!r} is not registered (synthgate steward add)")
+        st = require_steward(s, steward)
         try:
             verify_decision(record, public_key_from_pem(st.public_key_pem))
         except IntegrityError as exc:
@@ -93,11 +79,7 @@ def record_decision(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
         s.add(Approval(run_id=run_id, steward=steward, decision=decision, record_json=json.dumps(record, sort_keys=True)))
         s.flush()
         log_event(s, f"run.{decision}", run_id, steward=steward, keyid=st.keyid)
-        approvers = {
-            a.steward
-            for a in s.scalars(select(Approval).where(Approval.run_id == run_id, Approval.decision == "approve"))
-            if json.loads(a.record_json).get("statement_digest") == run.statement_digest
-        }
+        approvers = counted_approvers(s, run)
         if decision == "reject":
             run.state = "rejected"
         elif len(approvers) >= policy.approvals.required:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -106,6 +107,9 @@ class Run(Base):
     statement_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: refreshed by the process synthesizing or auditing the run (``release.runs``), so that a dead
+    #: process on another host can be told from a live one
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Steward(Base):
@@ -114,6 +118,32 @@ class Steward(Base):
     public_key_pem: Mapped[str] = mapped_column(Text)
     keyid: Mapped[str] = mapped_column(String(64))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+ROLES = ("admin", "steward", "requester")
+
+
+class RoleGrant(Base):
+    """One member's role: granted by an admin (signed, ``release.members``), revoked by one later.
+
+    A grant is active while ``revoked_at`` is empty. ``grant_event`` and ``revoke_event`` are the
+    ids of the event log entries that recorded them, the order a bundle's log head is compared with.
+    """
+
+    __tablename__ = "role_grants"
+    __table_args__ = (Index("ix_role_grants_name_role", "name", "role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    keyid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    public_key_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    granted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    grant_event: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    revoke_event: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Approval(Base):

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from privacy.table import ConformReport
-from release.approvals import add_steward, decide
+from release.approvals import decide
 from release.keys import generate_keypair, using_passphrase
+from release.members import bootstrap_admin, grant_role, load_admin
 from release.publish import release
 from release.runs import audit
 from release.sources import register
@@ -45,8 +46,15 @@ def _run_demo(out: Path | None, say: Say, progress: Callable[[str, float | None]
     bundle = out if out is not None else tmp / "bundle"
     data, schema = demo_data()
 
+    keys = tmp / "member-keys"
+    keys.mkdir()
+    admin_key, _ = generate_keypair(keys, "admin")
+    admin = load_admin("admin", admin_key)
     ws = init_workspace(ws_root, "default")
-    say(f"1. workspace {ws_root} (policy default), release key {ws.release_pub_path}")
+    bootstrap_admin(ws, admin)
+    grant_role(ws, admin, "demo-requester", "requester")
+    say(f"1. workspace {ws_root} (policy default), release key {ws.release_pub_path}; admin 'admin' "
+        "granted the requester role to 'demo-requester'")
     reg = register(ws, "adult", data, schema)
     assert isinstance(reg.report, ConformReport)
     say(f"2. registered source 'adult' ({reg.report.rows} rows, sha256 {reg.fingerprint[:16]}...)")
@@ -64,13 +72,11 @@ def _run_demo(out: Path | None, say: Say, progress: Callable[[str, float | None]
         from privacy.errors import GateError
 
         raise GateError(f"demo gate failed: {', '.join(failed)}")
-    keys = tmp / "steward-keys"
-    keys.mkdir()
     for name in ("alice", "bob"):
         key, pub = generate_keypair(keys, name)
-        add_steward(ws, name, pub)
+        grant_role(ws, admin, name, "steward", pub)
         res = decide(ws, run_id, name, key, "approve", comment="demo approval")
-        say(f"5. steward {name} approved ({res['approvals']} of {res['approvals_required']}; state {res['state']})")
+        say(f"5. admin registered steward {name}, who approved ({res['approvals']} of {res['approvals_required']}; state {res['state']})")
     path = release(ws, run_id, bundle, tar=True)
     say(f"6. released the signed bundle to {path} and {path}.tar.gz")
     trusted = load_trusted([ws.release_pub_path])

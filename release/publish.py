@@ -16,6 +16,7 @@ from release.bundle import write_bundle
 from release.crashpoints import crash_point
 from release.db import Approval, Steward, chain_head_entry, log_event
 from release.keys import key_id, public_key_from_pem
+from release.members import active_grant
 from release.runs import get_run, load_statement
 from release.statement import datasheet_md, privacy_statement_md, statement_digest
 from release.workspace import Workspace
@@ -28,14 +29,15 @@ def release(ws: Workspace, run_id: str, out: Path, *, tar: bool = False) -> Path
         if run.state not in ("approved", "released"):
             raise GateError(f"run {run_id} is {run.state}; only an approved run can be released")
         statement = load_statement(ws, run)
-        approvals = [
-            json.loads(a.record_json)
-            for a in s.scalars(
-                select(Approval).where(Approval.run_id == run_id, Approval.decision == "approve").order_by(Approval.id)
-            )
-        ]
+        # only the approvals of stewards whose role is active now: a revoked key's approval is
+        # withdrawn from every release not yet made (release.members)
+        rows = list(s.scalars(
+            select(Approval).where(Approval.run_id == run_id, Approval.decision == "approve").order_by(Approval.id)))
+        approvals = [json.loads(a.record_json) for a in rows if active_grant(s, a.steward, "steward") is not None]
         if len({a["steward"] for a in approvals}) < statement["policy"]["approvals_required"]:
-            raise GateError(f"run {run_id} lacks the approvals its policy requires")
+            withdrawn = sorted({a.steward for a in rows} - {a["steward"] for a in approvals})
+            why = f" (withdrawn by revocation: {', '.join(withdrawn)})" if withdrawn else ""
+            raise GateError(f"run {run_id} lacks the approvals its policy requires{why}")
         stewards = {
             st.name: {"public_key_pem": st.public_key_pem, "keyid": st.keyid}
             for st in s.scalars(select(Steward).where(Steward.name.in_([a["steward"] for a in approvals])))

@@ -6,9 +6,9 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import polars as pl
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,9 +24,10 @@ from privacy.ledger import Source
 from privacy.schema import Schema
 from privacy.sequences import SequenceData
 from release.atomic import write_atomic
-from release.crashpoints import crash_point, owner_alive, process_owner
+from release.crashpoints import crash_point, on_other_host, owner_alive, process_owner
 from release.db import Approval, DatasetVersion, Event, Run, log_event
 from release.gate import GateDecision, evaluate
+from release.heartbeat import Heartbeat, as_utc, db_now, silent_for, stale_limit
 from release.report import audit_time_extras, current_extras, write_audit_reports
 from release.sources import source_policy, version_files
 from release.statement import file_digests, statement_digest
@@ -79,31 +80,49 @@ def _end_audit(s: Session, ws: Workspace, run: Run, previous: Any, reason: str) 
     log_event(s, "run.audit_failed", run.id, error=run.error, state=run.state)
 
 
+def _why_dead(run: Run, owner: Any, now: datetime, limit: float) -> str | None:
+    """Why the process working on ``run`` is taken for dead ("process N on H ..."), or None while it may
+    be running: on this host, when it is gone; on another host, when its heartbeat is older than
+    ``limit`` seconds. A run of another host without a heartbeat (its process predates heartbeats)
+    or without a recorded process is never taken for dead: it may be running."""
+    if not isinstance(owner, dict):
+        return None
+    who = f"process {owner.get('pid')} on {owner.get('host')}"
+    if owner_alive(owner) is False:
+        return f"{who} ended before finishing (killed or crashed)"
+    silent = silent_for(run.heartbeat_at, now)
+    if on_other_host(owner) and run.heartbeat_at is not None and silent is not None and silent > limit:
+        since = as_utc(run.heartbeat_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{who} sent no heartbeat since {since} (over {limit:g} s): presumed dead"
+    return None
+
+
 def reap_dead_runs(ws: Workspace) -> list[str]:
     """Mark the runs whose synthesis or audit process is gone (killed, crashed, the machine
-    restarted), in one transaction; return their ids.
+    restarted, or on another host silent for too long), in one transaction; return their ids.
 
     A run "created" whose synthesis process ended is failed (its charge stays: the data may have
     been read); a run "auditing" whose audit process ended gets its previous state back, or
-    "synthesized" when its audit files were partly replaced (``_end_audit``). A run whose process
-    runs on another host, or that has no recorded process, is left as it is (it may be running).
+    "synthesized" when its audit files were partly replaced (``_end_audit``). A process on another
+    host is presumed dead once its run's heartbeat (``release.heartbeat``) is older than the stale
+    limit (``STALE_S``, or ``SYNTHGATE_RUN_STALE_S``); one without a heartbeat, or a run with no
+    recorded process, is left as it is (it may be running). The reason is in the run's ``error``.
     """
     reaped: list[str] = []
+    limit = stale_limit()
     with ws.transaction() as s:
+        now = db_now(s)
         for run in s.scalars(select(Run).where(Run.state.in_(list(TRANSIENT)))).all():
             detail = _transient_event(s, run)
-            owner = detail.get("owner")
-            if owner_alive(owner) is not False or not isinstance(owner, dict):
+            why = _why_dead(run, detail.get("owner"), now, limit)
+            if why is None:
                 continue
-            who = f"process {owner['pid']} on {owner['host']}"
             if run.state == "created":
                 run.state = "failed"
-                run.error = (f"synthesis interrupted: {who} ended before finishing (killed or crashed); "
-                             "the budget stays charged")
+                run.error = f"synthesis interrupted: {why}; the budget stays charged"
                 log_event(s, "run.failed", run.id, error=run.error)
             else:
-                _end_audit(s, ws, run, detail.get("from_state"),
-                           f"audit interrupted: {who} ended before finishing (killed or crashed)")
+                _end_audit(s, ws, run, detail.get("from_state"), f"audit interrupted: {why}")
             reaped.append(run.id)
     for run_id in reaped:
         # a synthesis killed while writing leaves its hidden staging folder
@@ -145,6 +164,13 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
         owner = _transient_event(s, run).get("owner") if run.state == "auditing" else None
         if isinstance(owner, dict) and owner_alive(owner):
             raise GateError(f"run {run_id} is being audited by process {owner['pid']}; wait for it to finish")
+        silent = silent_for(run.heartbeat_at, db_now(s)) if run.state == "auditing" else None
+        if on_other_host(owner) and silent is not None and silent <= stale_limit():
+            # its heartbeat is fresh: that process is working on the run (reap_dead_runs took it
+            # out of "auditing" otherwise)
+            assert isinstance(owner, dict)
+            raise GateError(f"run {run_id} is being audited by process {owner.get('pid')} on {owner.get('host')} "
+                            f"(heartbeat {max(silent, 0):.0f} s ago); wait for it to finish")
         if run.state not in AUDITABLE:
             raise GateError(f"run {run_id} is {run.state}; only a synthesized run can be audited")
         if s.scalars(select(Approval).where(Approval.run_id == run_id)).first() is not None:
@@ -175,25 +201,33 @@ def audit(ws: Workspace, run_id: str, *, target: str | None = None, profile: str
         # while the audit runs no decision or release may happen: they would sign or publish files
         # that the audit is about to replace
         run.state = "auditing"
+        run.heartbeat_at = db_now(s)
         log_event(s, "run.auditing", run_id, owner=process_owner(), from_state=previous_state)
 
+    # while the audit works a heartbeat tells other hosts this process is alive (``reap_dead_runs``)
+    heart = Heartbeat(ws, run_id, "auditing").start()
     try:
         ctx = AuditContext(target=target, claim=Claim(epsilon=spend["epsilon"], delta=spend["delta"]),
                            refitter=refitter, profile=profile, progress=progress)
         return _audit_body(ws, run_id, files, split_seed, schema, policy, ctx, src_name, card, spend,
                            requester, rows_requested, progress)
     except BaseException as exc:
+        heart.stop()
         with ws.transaction() as s:
             run = get_run(s, run_id)
             if run.state == "auditing":
                 _end_audit(s, ws, run, previous_state,
                            f"audit failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"[:500])
         raise
+    finally:
+        heart.stop()  # a beat still under way changes nothing once the run has left "auditing"
 
 
 def _audit_body(ws: Workspace, run_id: str, files: SourceFiles, split_seed: int, schema: Schema,
                 policy: Any, ctx: AuditContext, src_name: str, card: dict[str, Any], spend: dict[str, float],
                 requester: str, rows_requested: int | None, progress: Progress | None) -> AuditOutcome:
+    import polars as pl
+
     target = ctx.target
     data = load_source(files, schema)
     train, holdout = split_source(data, schema, policy.holdout_for(schema.kind), split_seed)
@@ -330,8 +364,9 @@ def list_runs(ws: Workspace, source: str | None = None, state: str | None = None
     """Every run (of one source, or in one state), newest first: what ``synthgate runs`` lists.
 
     Read from the database only; ``decision`` is the gate's (passed / failed / null before an
-    audit), ``kind`` the source's data kind at the run's version. Runs whose synthesis or audit
-    process is gone are marked first (``reap_dead_runs``).
+    audit), ``kind`` the source's data kind at the run's version, ``error`` why the run failed
+    (or why its last audit did not finish; null otherwise). Runs whose synthesis or audit process
+    is gone are marked first (``reap_dead_runs``).
     """
     reap_dead_runs(ws)
     with ws.transaction() as s:
@@ -354,6 +389,7 @@ def list_runs(ws: Workspace, source: str | None = None, state: str | None = None
                 "approvals": sum(a.decision == "approve" for a in approvals),
                 "requester": run.requester,
                 "created_at": run.created_at.isoformat() if run.created_at else None,
+                "error": run.error,
             })
     return out
 

@@ -10,9 +10,8 @@ import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from sqlalchemy import func, select
 
 from privacy.dataset import load_source, parse_output, split_source
@@ -26,8 +25,13 @@ from privacy.spend import PrivacySpend
 from release.atomic import fsync_dir, write_atomic
 from release.crashpoints import crash_point, process_owner
 from release.db import Run, log_event
+from release.heartbeat import Heartbeat, db_now
+from release.members import require_requester
 from release.sources import caps_of, check_name, get_source, latest_version, source_policy, version_files
 from release.workspace import Workspace
+
+if TYPE_CHECKING:
+    import polars as pl
 
 Progress = Callable[[str, float | None], None]
 
@@ -137,6 +141,8 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
 
     # 1. check and charge in one write-locked transaction, before anything reads the data
     with ws.transaction() as s:
+        # once the workspace has an admin, only a registered requester spends the budget
+        require_requester(s, req.requester)
         src = get_source(s, req.source)
         # PostgreSQL: the account row stays locked until this transaction commits, so the run count
         # and the balance below are read after any concurrent charge of this source has committed
@@ -181,7 +187,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
                 id=run_id, source_id=src.id, version_id=ver.id, generator=req.generator,
                 options_json=json.dumps(req.options, sort_keys=True), epsilon=spend.epsilon, delta=spend.delta,
                 rows_requested=req.rows, seed=seed, split_seed=split_seed, requester=req.requester, target=target,
-                state="created",
+                state="created", heartbeat_at=db_now(s),
             )
         )
         log_event(s, "budget.charge", run_id, source=src.name, epsilon=spend.epsilon, delta=spend.delta)
@@ -192,7 +198,8 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     say(f"charged epsilon={spend.epsilon:g}, delta={spend.delta:g} to {req.source!r} (run {run_id})", None)
 
     # 2. read, fit, sample. Any failure from here on marks the run failed; the charge stays, since
-    # the data may already have been touched.
+    # the data may already have been touched. Meanwhile a heartbeat tells other hosts this process works.
+    heart = Heartbeat(ws, run_id, "created").start()
     try:
         data = load_source(files, schema)
         train, _holdout = split_source(data, schema, policy.holdout_for(schema.kind), split_seed)
@@ -204,23 +211,31 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         _store_outputs(ws, run_id, synthetic, fitted)
         crash_point("synthesize.before_commit")
     except BaseException as exc:
+        heart.stop()
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         with ws.transaction() as s:
             run = s.get(Run, run_id)
             assert run is not None
-            run.state = "failed"
-            run.error = msg[:500]
-            log_event(s, "run.failed", run_id, error=msg[:500])
+            if run.state == "created":  # not already failed by a process that presumed this one dead
+                run.state = "failed"
+                run.error = msg[:500]
+                log_event(s, "run.failed", run_id, error=msg[:500])
         if isinstance(exc, SynthgateError):
             raise
         if isinstance(exc, Exception):
             raise SynthgateError(f"synthesis failed (run {run_id} marked failed, budget stays charged): {msg}") from exc
         raise
 
+    heart.stop()  # the work is done; a beat still under way changes nothing once the run leaves "created"
     actual = fitted.card.spend
     with ws.transaction() as s:
         run = s.get(Run, run_id)
         assert run is not None
+        if run.state != "created":
+            # another host presumed this process dead (no heartbeat for too long) and failed the run:
+            # its outputs are not used, the budget stays charged
+            raise SynthgateError(f"run {run_id} was marked {run.state} while it was being synthesized "
+                                 f"({run.error or 'no reason recorded'}); its outputs are not used")
         settle(s, run, spend, actual)
         run.state = "synthesized"
         run.card_json = json.dumps(fitted.card.to_dict(), sort_keys=True, default=str)
@@ -284,11 +299,15 @@ def _write_frame(d: Any, stem: str, frame: pl.DataFrame) -> None:
 
 
 def load_synthetic(ws: Workspace, run_id: str) -> pl.DataFrame:
+    import polars as pl
+
     return pl.read_parquet(ws.run_dir(run_id) / "synthetic.parquet")
 
 
 def load_synthetic_data(ws: Workspace, run_id: str, schema: Schema) -> pl.DataFrame | SequenceData | GraphData:
     """A run's synthetic output as its kind's structure (sequences and graphs re-conformed to the schema)."""
+    import polars as pl
+
     path = ws.run_dir(run_id) / "synthetic.parquet"
     if schema.is_graph:
         nodes = (ws.run_dir(run_id) / "synthetic-nodes.parquet").read_bytes()

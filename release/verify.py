@@ -487,3 +487,85 @@ def verify_bundle(
             return _verify_folder(root, trusted, steward_keys_check, trusted_stewards)
     except IntegrityError as exc:
         raise IntegrityError(f"{path}: {exc}") from exc
+
+
+#: DSSE payloadType of the signed list of revoked steward keys (``synthgate steward revocations``).
+REVOCATIONS_PAYLOAD_TYPE = "application/vnd.synthgate.revocations+json"
+REVOCATIONS_CONTEXT = "synthgate-revocations-v1"
+_MAX_REVOCATIONS_FILE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RevokedAfter:
+    """An approving steward's key that a revocation list names, revoked after the bundle's release."""
+
+    steward: str
+    keyid: str
+    revoked_at: str
+    revoke_event: int
+    reason: str
+
+
+def _revocation_entries(path: Path, trusted_keyid: str, trusted: list[Ed25519PublicKey]) -> list[dict[str, Any]]:
+    """The entries of one signed revocation list, which the bundle's own release key must have signed."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > _MAX_REVOCATIONS_FILE:
+            raise IntegrityError(f"{path}: larger than a revocation list can be")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a revocation list") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        envelope = _strict_json(data, "revocation list")
+        # only the key that signed the bundle: a list from another workspace says nothing of this one
+        by_id = [k for k in trusted if key_id(k) == trusted_keyid]
+        payload, _ = verify_envelope(envelope, by_id, expected_type=REVOCATIONS_PAYLOAD_TYPE)
+        body = _strict_json(payload, "revocation list payload")
+        _require(isinstance(body, dict) and body.get("context") == REVOCATIONS_CONTEXT,
+                 f"not a revocation list (context {REVOCATIONS_CONTEXT})")
+        entries = body.get("revoked")
+        _require(isinstance(entries, list), "revocation list: 'revoked' is not a list")
+        for e in entries:
+            _require(
+                isinstance(e, dict) and isinstance(e.get("steward"), str) and isinstance(e.get("keyid"), str)
+                and isinstance(e.get("revoke_event"), int) and not isinstance(e.get("revoke_event"), bool)
+                and isinstance(e.get("revoked_at"), str),
+                "revocation list: an entry lacks steward, keyid, revoked_at or revoke_event")
+    except IntegrityError as exc:
+        raise IntegrityError(f"{path}: {exc}") from None
+    return entries
+
+
+def check_revocations(bundle: VerifiedBundle, lists: list[Path], trusted: list[Ed25519PublicKey]) -> list[RevokedAfter]:
+    """Compare a verified bundle's approvals with signed revocation lists of its workspace.
+
+    A key revoked after the release (its revocation's log entry comes after the head the bundle
+    recorded) leaves the bundle valid and is returned, to be reported. A key revoked at or before
+    the release would mean an approval counted that should not have: ``IntegrityError``. A bundle
+    that records no log entry id cannot be ordered against a revocation: ``IntegrityError`` too,
+    since the reader asked about revocation and no answer can be given.
+    """
+    entries = [e for p in lists for e in _revocation_entries(p, bundle.release_keyid, trusted)]
+    by_key: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        by_key.setdefault(e["keyid"], e)
+    head = bundle.event_log_head
+    notes = []
+    for a in bundle.approvals:
+        if a.get("decision") != "approve" or a.get("keyid") not in by_key:
+            continue
+        e = by_key[a["keyid"]]
+        when = f"revoked at {e['revoked_at']} (event log entry {e['revoke_event']})"
+        if head is None or head.id is None:
+            raise IntegrityError(f"the key of approving steward {a['steward']!r} was {when}, and the bundle "
+                                 "records no event log entry to tell whether that came before its release")
+        if e["revoke_event"] <= head.id:
+            raise IntegrityError(f"the key of approving steward {a['steward']!r} was {when}, before this "
+                                 f"release (event log entry {head.id}): the approval is not valid")
+        notes.append(RevokedAfter(steward=str(a["steward"]), keyid=a["keyid"], revoked_at=e["revoked_at"],
+                                  revoke_event=e["revoke_event"], reason=str(e.get("reason") or "")))
+    return notes

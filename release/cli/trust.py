@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -13,9 +14,11 @@ import click
 
 from policies.loader import available_policies, load_policy, policy_text
 from privacy.errors import InputError, IntegrityError
-from release.approvals import add_steward, decide
+from release.approvals import decide
+from release.atomic import write_atomic
 from release.cli.common import emit, get_workspace, json_option
-from release.db import check_event_log_head, verify_chain
+from release.db import ROLES, check_event_log_head, verify_chain
+from release.dsse import b64decode
 from release.keys import (
     NO_PASSPHRASE,
     PASSPHRASE_ENV,
@@ -23,9 +26,20 @@ from release.keys import (
     encrypt_private_key,
     generate_keypair,
     using_passphrase,
+    write_public_key,
+)
+from release.members import (
+    bootstrap_admin,
+    grant_role,
+    list_members,
+    load_admin,
+    revocation_list,
+    revoke_role,
+    revoked_since,
+    verify_admin_actions,
 )
 from release.publish import release
-from release.verify import load_trusted, verify_bundle
+from release.verify import check_revocations, load_trusted, verify_bundle
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,23 +128,175 @@ def keys_encrypt_cmd(file: str, as_json: bool) -> None:
          lambda: click.echo(f"private key {path} is now encrypted"))
 
 
+@keys_group.command("public")
+@click.argument("file", type=click.Path(dir_okay=False))
+@passphrase_option
+@json_option
+def keys_public_cmd(file: str, as_json: bool) -> None:
+    """Write FILE.pub, the public half of FILE.key (after an interrupted `keys new`); never overwrites.
+
+    Example: synthgate keys public ~/.synthgate/alice.key
+    """
+    pub, keyid = write_public_key(Path(file))
+    emit({"private_key": file, "public_key": str(pub), "keyid": keyid}, as_json,
+         lambda: click.echo(f"public key {pub} written (key {keyid[:16]})"))
+
+
 @click.group("steward")
 def steward_group() -> None:
     """Data stewards who approve releases."""
 
 
+def admin_options(f: F) -> F:
+    """``--admin NAME --admin-key FILE``: the admin who signs this action, and their private key."""
+    f = click.option("--admin-key", "admin_key", required=True, type=click.Path(dir_okay=False),
+                     help="The admin's private key file (its passphrase as for every key).")(f)
+    return click.option("--admin", "admin", required=True, help="The admin who signs this action.")(f)
+
+
 @steward_group.command("add")
 @click.argument("name")
 @click.option("--public-key", required=True, type=click.Path(dir_okay=False), help="The steward's NAME.pub.")
+@admin_options
+@passphrase_option
 @json_option
 @click.pass_context
-def steward_add_cmd(ctx: click.Context, name: str, public_key: str, as_json: bool) -> None:
-    """Register a steward's public key.
+def steward_add_cmd(ctx: click.Context, name: str, public_key: str, admin: str, admin_key: str,
+                    as_json: bool) -> None:
+    """Register a steward's public key; an admin signs the grant.
 
-    Example: synthgate steward add alice --public-key alice.pub
+    Example: synthgate steward add alice --public-key alice.pub --admin root --admin-key root.key
     """
-    out = add_steward(get_workspace(ctx), name, Path(public_key))
-    emit(out, as_json, lambda: click.echo(f"steward {name} registered (key {out['keyid'][:16]})"))
+    ws = get_workspace(ctx)
+    out = grant_role(ws, load_admin(admin, Path(admin_key)), name, "steward", Path(public_key))
+    emit({**out, "steward": name}, as_json,
+         lambda: click.echo(f"steward {name} registered (key {out['keyid'][:16]}), granted by {admin}"))
+
+
+@steward_group.command("revoke")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the key is revoked (one line; logged and listed).")
+@admin_options
+@passphrase_option
+@json_option
+@click.pass_context
+def steward_revoke_cmd(ctx: click.Context, name: str, reason: str, admin: str, admin_key: str,
+                       as_json: bool) -> None:
+    """Revoke a steward's key: their later approvals are refused, and their approvals of runs not
+    yet released stop counting. Bundles released before still verify.
+
+    Example: synthgate steward revoke bob --reason "laptop lost" --admin root --admin-key root.key
+    """
+    ws = get_workspace(ctx)
+    out = revoke_role(ws, load_admin(admin, Path(admin_key)), name, "steward", reason)
+    back = out["runs_back_to_awaiting_approval"]
+    emit(out, as_json, lambda: click.echo(
+        f"steward {name} revoked by {admin} (key {str(out['keyid'])[:16]}): {reason}"
+        + (f"\nback to awaiting approval: {', '.join(back)}" if back else "")))
+
+
+@steward_group.command("revocations")
+@click.option("-o", "--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="File for the signed revocation list (JSON, a DSSE envelope); an older list there is replaced.")
+@passphrase_option
+@json_option
+@click.pass_context
+def steward_revocations_cmd(ctx: click.Context, out_file: str, as_json: bool) -> None:
+    """Write the stewards' revoked keys, signed by the workspace's release key, for
+    ``synthgate verify --revocations`` (offline readers).
+
+    Example: synthgate steward revocations -o revocations.json
+    """
+    envelope = revocation_list(get_workspace(ctx))
+    path = Path(out_file)
+    write_atomic(path, (json.dumps(envelope, indent=2) + "\n").encode())
+    n = len(json.loads(b64decode(envelope["payload"], "payload"))["revoked"])
+    emit({"revocations": str(path), "revoked": n}, as_json,
+         lambda: click.echo(f"{n} revoked steward key{'s' if n != 1 else ''} written to {path}"))
+
+
+@click.group("member")
+def member_group() -> None:
+    """Members and their roles: admin, steward, requester."""
+
+
+@member_group.command("bootstrap")
+@click.argument("name")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
+              help="The first admin's private key (synthgate keys new NAME); the grant is self-signed.")
+@passphrase_option
+@json_option
+@click.pass_context
+def member_bootstrap_cmd(ctx: click.Context, name: str, key_file: str, as_json: bool) -> None:
+    """Register the workspace's first admin; refused once the workspace has had an admin.
+
+    Example: synthgate member bootstrap root --key root.key
+    """
+    signer = load_admin(name, Path(key_file))
+    out = bootstrap_admin(get_workspace(ctx), signer)
+    emit(out, as_json, lambda: click.echo(f"{name} is the first admin of this workspace (key {out['keyid'][:16]})"))
+
+
+@member_group.command("add")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(list(ROLES)), help="The role to grant.")
+@click.option("--public-key", default=None, type=click.Path(dir_okay=False),
+              help="The member's NAME.pub (admins and stewards).")
+@admin_options
+@passphrase_option
+@json_option
+@click.pass_context
+def member_add_cmd(ctx: click.Context, name: str, role: str, public_key: str | None, admin: str, admin_key: str,
+                   as_json: bool) -> None:
+    """Grant a role; an admin signs the grant.
+
+    Example: synthgate member add carol --role requester --admin root --admin-key root.key
+    """
+    ws = get_workspace(ctx)
+    out = grant_role(ws, load_admin(admin, Path(admin_key)), name, role,
+                     Path(public_key) if public_key is not None else None)
+    emit(out, as_json, lambda: click.echo(f"{name} is now a {role}, granted by {admin}"))
+
+
+@member_group.command("revoke")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(list(ROLES)), help="The role to revoke.")
+@click.option("--reason", required=True, help="Why (one line; logged and listed).")
+@admin_options
+@passphrase_option
+@json_option
+@click.pass_context
+def member_revoke_cmd(ctx: click.Context, name: str, role: str, reason: str, admin: str, admin_key: str,
+                      as_json: bool) -> None:
+    """Revoke a role; an admin signs the revocation. The last admin cannot be revoked.
+
+    Example: synthgate member revoke carol --role requester --reason "left the project" --admin root --admin-key root.key
+    """
+    ws = get_workspace(ctx)
+    out = revoke_role(ws, load_admin(admin, Path(admin_key)), name, role, reason)
+    emit(out, as_json, lambda: click.echo(f"{name}'s {role} role revoked by {admin}: {reason}"))
+
+
+@member_group.command("list")
+@json_option
+@click.pass_context
+def member_list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List every role granted, who granted it, and revocations.
+
+    Example: synthgate member list
+    """
+    rows = list_members(get_workspace(ctx))
+
+    def human() -> None:
+        if not rows:
+            click.echo("no members yet: synthgate member bootstrap NAME --key NAME.key registers the first admin")
+        for r in rows:
+            status = "active" if r["active"] else f"revoked {r['revoked_at']} by {r['revoked_by']}: {r['revoke_reason']}"
+            key = f" key {r['keyid'][:16]}" if r["keyid"] else ""
+            click.echo(f"{r['name']:<20} {r['role']:<10}{key} granted {r['granted_at']} by {r['granted_by'] or '-'}; "
+                       f"{status}")
+
+    emit(rows, as_json, human)
 
 
 def _decision(ctx: click.Context, run_id: str, steward: str, key: str, decision: Literal["approve", "reject"],
@@ -196,27 +362,44 @@ def release_cmd(ctx: click.Context, run_id: str, out_dir: str, tar: bool, as_jso
               help="Trusted release public key (.pub) or a folder of them; repeatable.")
 @click.option("--trust-steward", multiple=True, type=click.Path(),
               help="Pin stewards' public keys (.pub or folder): only their approvals count; repeatable.")
+@click.option("--revocations", multiple=True, type=click.Path(),
+              help="A signed list of revoked steward keys (synthgate steward revocations) from the workspace "
+                   "that released the bundle: say which approving keys were revoked after the release, and "
+                   "refuse the bundle if one was revoked before it; repeatable.")
 @json_option
-def verify_cmd(bundle: str, trust: tuple[str, ...], trust_steward: tuple[str, ...], as_json: bool) -> None:
+def verify_cmd(bundle: str, trust: tuple[str, ...], trust_steward: tuple[str, ...], revocations: tuple[str, ...],
+               as_json: bool) -> None:
     """Verify a bundle offline: signature, every file hash, approvals, gate. Exit 5 if invalid.
 
-    Example: synthgate verify bundle.tar.gz --trust release.pub
+    Example: synthgate verify bundle.tar.gz --trust release.pub --revocations revocations.json
     """
     trusted = load_trusted([Path(t) for t in trust])
     pinned = load_trusted([Path(t) for t in trust_steward]) if trust_steward else None
     v = verify_bundle(Path(bundle), trusted, trusted_stewards=pinned)
+    try:
+        revoked = check_revocations(v, [Path(r) for r in revocations], trusted) if revocations else []
+    except IntegrityError as exc:
+        raise IntegrityError(f"{bundle}: {exc}") from None
     pred = v.predicate
     out: dict[str, Any] = {"valid": True, "run_id": pred.get("run_id"), "source": pred.get("source"),
            "release_keyid": v.release_keyid, "files": v.files,
            "approvals": [a["steward"] for a in v.approvals if a["decision"] == "approve"],
            "stewards_pinned": pinned is not None, "spend": pred.get("spend"),
-           "event_log_head": v.event_log_head.to_predicate() if v.event_log_head else None}
+           "event_log_head": v.event_log_head.to_predicate() if v.event_log_head else None,
+           "revocations_checked": len(revocations),
+           "revoked_after_release": [r.__dict__ for r in revoked]}
     head = (f"event log head at release: {v.event_log_head.short()}" if v.event_log_head
             else "event log head: absent (the bundle records none)")
+    notes = "".join(
+        f"\nsteward {r.steward}: key {r.keyid[:16]} was revoked after this release, at {r.revoked_at} "
+        f"(event log entry {r.revoke_event}{'; ' + r.reason if r.reason else ''}); the approval was valid when given"
+        for r in revoked)
+    if revocations and not revoked:
+        notes = "\nno approving steward's key is in the revocation list"
     emit(out, as_json, lambda: click.echo(
         f"valid: run {out['run_id']} of {out['source']}, {len(v.files)} files, approved by "
         f"{', '.join(out['approvals'])}; epsilon {pred['spend']['epsilon']:g}, delta {pred['spend']['delta']:g}\n"
-        f"{head}"))
+        f"{head}{notes}"))
 
 
 @click.group("policy")
@@ -267,10 +450,12 @@ def log_verify_cmd(ctx: click.Context, bundle: str | None, as_json: bool) -> Non
     Example: synthgate log verify --bundle bundle.tar.gz
     """
     ws = get_workspace(ctx)
+    with ws.transaction() as s:
+        n = verify_chain(s)
+        actions = verify_admin_actions(s)
     if bundle is None:
-        with ws.transaction() as s:
-            n = verify_chain(s)
-        emit({"valid": True, "entries": n}, as_json, lambda: click.echo(f"event log intact: {n} entries"))
+        emit({"valid": True, "entries": n, "admin_actions": actions}, as_json, lambda: click.echo(
+            f"event log intact: {n} entries; {actions} signed admin action{'' if actions == 1 else 's'} verified"))
         return
     # this workspace's own key only: a bundle another key signed was not released from this log
     v = verify_bundle(Path(bundle), load_trusted([ws.release_pub_path]))
@@ -281,14 +466,18 @@ def log_verify_cmd(ctx: click.Context, bundle: str | None, as_json: bool) -> Non
     try:
         with ws.transaction() as s:
             found = check_event_log_head(s, head)
+            revoked = revoked_since(s, v, found.head_id)
     except IntegrityError as exc:
         raise IntegrityError(f"{bundle}: {exc}") from exc
-    out = {"valid": True, "entries": found.entries, "bundle": bundle, "run_id": v.predicate.get("run_id"),
-           "event_log_head": {"id": found.head_id, "hash": head.hash}, "entries_after_head": found.later}
+    out = {"valid": True, "entries": found.entries, "admin_actions": actions, "bundle": bundle,
+           "run_id": v.predicate.get("run_id"), "event_log_head": {"id": found.head_id, "hash": head.hash},
+           "entries_after_head": found.later, "revoked_after_release": revoked}
+    notes = "".join(f"\nsteward {r['steward']}: key {r['keyid'][:16]} was revoked after this release, at "
+                    f"{r['revoked_at']} (event log entry {r['revoke_event']})" for r in revoked)
     emit(out, as_json, lambda: click.echo(
         f"event log intact: {found.entries} entries; bundle of run {out['run_id']} recorded entry "
         f"{found.head_id} (hash {head.hash[:16]}), which the log holds, with {found.later} "
-        f"{'entry' if found.later == 1 else 'entries'} after it"))
+        f"{'entry' if found.later == 1 else 'entries'} after it{notes}"))
 
 
-COMMANDS = [keys_group, steward_group, approve_cmd, reject_cmd, release_cmd, verify_cmd, policy_group, log_group]
+COMMANDS = [keys_group, steward_group, member_group, approve_cmd, reject_cmd, release_cmd, verify_cmd, policy_group, log_group]

@@ -8,20 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Column, Table
 
 from privacy.errors import InputError
 from privacy.generators.registry import DEEP_GENERATORS
 from privacy.graphs import GraphReport
-from privacy.infer import (
-    DRAFT_WARNING,
-    GRAPH_DRAFT_WARNING,
-    SEQUENCE_DRAFT_WARNING,
-    draft_yaml,
-    infer_graph_schema,
-    infer_schema,
-    infer_sequence_schema,
-)
 from privacy.schema import Schema
 from privacy.sequences import SequenceReport
 from release.atomic import write_atomic
@@ -40,7 +32,7 @@ from release.cli.common import (
 )
 from release.cli.trust import passphrase_option
 from release.runs import audit, list_runs, review
-from release.sources import budget_report, register
+from release.sources import budget_report, check_target_name, register
 from release.synthesize import SynthesisRequest, recommended_generator, synthesize
 from release.workspace import init_workspace
 
@@ -60,23 +52,38 @@ def _default_requester() -> str:
 @click.option("--database-password-env", "password_env", default=None, metavar="NAME",
               help="Read the PostgreSQL password from this environment variable at every command "
                    "(default: libpq's PGPASSWORD or ~/.pgpass).")
+@click.option("--admin", default=None, metavar="NAME",
+              help="Register NAME as the workspace's first admin (with --admin-key), who grants every other role.")
+@click.option("--admin-key", "admin_key", default=None, type=click.Path(dir_okay=False),
+              help="The first admin's private key (synthgate keys new NAME); the grant is self-signed.")
 @passphrase_option
 @json_option
 @click.pass_context
 def init_cmd(ctx: click.Context, policy: str, database: str | None, password_env: str | None,
-             as_json: bool) -> None:
+             admin: str | None, admin_key: str | None, as_json: bool) -> None:
     """Create a workspace: database, release signing key, runs folder.
 
     Example: synthgate --workspace ws init --policy health
 
     A team: synthgate --workspace ws init --database postgresql://synthgate@db.example.org/synthgate
+
+    With its first admin: synthgate --workspace ws init --admin root --admin-key keys/root.key
     """
+    from release.members import bootstrap_admin, load_admin
+
+    if (admin is None) != (admin_key is None):
+        raise InputError("--admin and --admin-key go together")
+    # the admin's key (and its passphrase) before anything is written
+    signer = load_admin(admin, Path(admin_key)) if admin is not None and admin_key is not None else None
     ws = init_workspace(workspace_path(ctx), policy, database=database, password_env=password_env)
     data = {"workspace": str(ws.root), "policy": ws.policy().name, "release_public_key": str(ws.release_pub_path),
-            "database": ws.database.describe()}
+            "database": ws.database.describe(), "admin": None}
+    if signer is not None:
+        data["admin"] = bootstrap_admin(ws, signer)["name"]
     emit(data, as_json, lambda: click.echo(
         f"workspace created at {ws.root} (policy {data['policy']}, database {data['database']}); "
-        f"release key: {ws.release_pub_path}"))
+        f"release key: {ws.release_pub_path}" + (f"; first admin: {admin}" if admin else
+                                                 "; no admin yet (synthgate member bootstrap NAME --key FILE)")))
 
 
 @click.group("schema")
@@ -110,6 +117,16 @@ def schema_infer_cmd(data: str, output: str, kind: str, entity: str | None, orde
 
     Graphs: synthgate schema infer edges.txt --kind graph [--nodes nodes.csv] [--directed] -o schema.yaml
     """
+    from privacy.infer import (
+        DRAFT_WARNING,
+        GRAPH_DRAFT_WARNING,
+        SEQUENCE_DRAFT_WARNING,
+        draft_yaml,
+        infer_graph_schema,
+        infer_schema,
+        infer_sequence_schema,
+    )
+
     if kind != "graph" and (nodes_path or directed):
         raise InputError("--nodes and --directed need --kind graph")
     if kind == "graph":
@@ -277,6 +294,7 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
 
     Sequences: synthgate synthesize bank --generator dpmarkov --epsilon 1 --rows 500   (500 entities)
     """
+    check_target_name(target, "--target")
     recommended = generator == "recommended"
     if recommended:
         generator = recommended_generator(get_workspace(ctx), source)
@@ -325,6 +343,7 @@ def audit_cmd(ctx: click.Context, run_id: str, target: str | None, profile: str 
 
     Example: synthgate audit run-0123456789ab --profile thorough
     """
+    check_target_name(target, "--target")
     ws = get_workspace(ctx)
     outcome = audit(ws, run_id, target=target, profile=profile, progress=lambda name: progress(f"audit: {name}"))
     d = ws.run_dir(run_id)
@@ -421,6 +440,36 @@ RUN_STATES = ("created", "synthesized", "auditing", "gate_failed", "awaiting_app
               "rejected", "failed")
 
 
+#: the most characters of a run's error the table shows (``synthgate runs``; --json has it whole)
+ERROR_WIDTH = 80
+
+
+def short_error(error: str | None, width: int = ERROR_WIDTH) -> str:
+    """A run's error on one line of at most ``width`` characters ("" for none), cut with "..."."""
+    if not error:
+        return ""
+    line = " ".join(part.strip() for part in error.splitlines() if part.strip())
+    return line if len(line) <= width else line[:max(width - 3, 0)].rstrip() + "..."
+
+
+def _runs_table(rows: list[dict[str, Any]], error_width: int | None = None) -> Table:
+    """The runs as a table; with ``error_width``, each run's error on one line of at most that width."""
+    # the run id is what a steward copies into the next command: never wrapped
+    columns: list[Column | str] = [Column("run", no_wrap=True), "state", "source", "kind", "generator", "epsilon",
+                                   "decision", "approvals", "created"]
+    if error_width:
+        columns.append(Column("error", no_wrap=True, overflow="ellipsis", max_width=error_width))
+    table = Table(*columns)
+    for r in rows:
+        decision = {"passed": "PASS", "failed": "FAIL", None: "-"}[r["decision"]]
+        cells = [r["run_id"], r["state"], escape(r["source"]), r["kind"], r["generator"], f"{r['epsilon']:g}",
+                 decision, str(r["approvals"]), (r["created_at"] or "")[:19]]
+        if error_width:
+            cells.append(escape(short_error(r["error"], error_width)))
+        table.add_row(*cells)
+    return table
+
+
 @click.command("runs")
 @click.option("--source", default=None, help="Only the runs of this source.")
 @click.option("--state", type=click.Choice(RUN_STATES), default=None, help="Only the runs in this state.")
@@ -437,14 +486,20 @@ def runs_cmd(ctx: click.Context, source: str | None, state: str | None, as_json:
         if not rows:
             click.echo("no runs")
             return
-        # the run id is what a steward copies into the next command: never wrapped
-        table = Table(Column("run", no_wrap=True), "state", "source", "kind", "generator", "epsilon", "decision",
-                      "approvals", "created")
-        for r in rows:
-            decision = {"passed": "PASS", "failed": "FAIL", None: "-"}[r["decision"]]
-            table.add_row(r["run_id"], r["state"], r["source"], r["kind"], r["generator"], f"{r['epsilon']:g}",
-                          decision, str(r["approvals"]), (r["created_at"] or "")[:19])
+        table = _runs_table(rows)
+        failed = [r for r in rows if r["error"]]
+        if not failed:
+            out_console.print(table)
+            return
+        # why a run failed (or its last audit did not finish), on one line, in the room the other
+        # columns leave (a column squeezed below that would crush them); --json has it whole
+        room = min(ERROR_WIDTH, out_console.width - out_console.measure(table).maximum - 3)
+        if room >= 24:
+            out_console.print(_runs_table(rows, room))
+            return
         out_console.print(table)
+        for r in failed:
+            click.echo(f"{r['run_id']}: {short_error(r['error'], max(out_console.width - len(r['run_id']) - 2, 24))}")
 
     emit(rows, as_json, human)
 

@@ -29,13 +29,29 @@ class Env:
         return json.loads(res.stdout)
 
 
+    def as_admin(self, *args: str) -> Result:
+        """A command signed by the workspace's admin, ``root`` (keys in ROOT/keys)."""
+        return self.run(*args, "--admin", "root", "--admin-key", str(self.root / "keys" / "root.key"))
+
+
 def _make_keys(env: Env, *names: str) -> dict[str, tuple[Path, Path]]:
     keys = {}
     for n in names:
         out = env.json("keys", "new", n, "--out", str(env.root / "keys"))
         keys[n] = (Path(out["private_key"]), Path(out["public_key"]))
-        assert env.run("steward", "add", n, "--public-key", out["public_key"]).exit_code == 0
+        res = env.as_admin("steward", "add", n, "--public-key", out["public_key"])
+        assert res.exit_code == 0, res.stderr
     return keys
+
+
+def init_with_admin(env: Env, *init_args: str, requesters: tuple[str, ...] = ("carol",)) -> None:
+    """``init`` with ``root`` as the first admin, who grants the requester role to ``requesters``."""
+    assert env.run("keys", "new", "root", "--out", str(env.root / "keys")).exit_code == 0
+    res = env.run("init", *init_args, "--admin", "root", "--admin-key", str(env.root / "keys" / "root.key"))
+    assert res.exit_code == 0, res.stderr
+    for name in requesters:
+        res = env.as_admin("member", "add", name, "--role", "requester")
+        assert res.exit_code == 0, res.stderr
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +60,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Env:
     root = tmp_path_factory.mktemp("audited")
     env = Env(root=root, ws=root / "ws")
     shutil.copy(DATA / "adult_2000.csv", root / "adult.csv")
-    assert env.run("init", "--policy", str(DATA / "test_policy.yaml")).exit_code == 0
+    init_with_admin(env, "--policy", str(DATA / "test_policy.yaml"))
     assert env.run("register", "adult", str(root / "adult.csv"), "--schema", str(DATA / "adult_schema.yaml")).exit_code == 0
     out = env.json("synthesize", "adult", "--generator", "mst", "--epsilon", "1", "--seed", "3", "--requester", "carol")
     (root / "run_id").write_text(out["run_id"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from workspace_roles import add_steward, init_with_admin
 
 from privacy.generators.tabular.deep.accounting import order_epsilon, rdp_at, rdp_budget
 from release.cli.main import cli
@@ -37,7 +38,7 @@ def deep_ws(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     policy = yaml.safe_load((DATA / "test_policy.yaml").read_text())
     policy["thresholds"]["quality_min"] = 0.3
     (root / "policy.yaml").write_text(yaml.safe_dump(policy))
-    assert _run(ws, "init", "--policy", str(root / "policy.yaml")).exit_code == 0
+    init_with_admin(ws, root / "admin-keys", "--policy", str(root / "policy.yaml"))
     assert _run(ws, "register", "adult", str(root / "adult.csv"), "--schema", str(DATA / "adult_schema.yaml")).exit_code == 0
     return root, ws
 
@@ -79,7 +80,7 @@ def test_dpctgan_synthesize_audit_approve_release_verify(deep_ws: tuple[Path, Pa
     keys = root / "keys"
     for name in ("alice", "bob"):
         k = _json(ws, "keys", "new", name, "--out", str(keys))
-        assert _run(ws, "steward", "add", name, "--public-key", k["public_key"]).exit_code == 0
+        add_steward(ws, root / "admin-keys", name, k["public_key"])
         _json(ws, "approve", run_id, "--steward", name, "--key", str(keys / f"{name}.key"))
     bundle = root / "bundle"
     _json(ws, "release", run_id, "--out", str(bundle))

@@ -189,7 +189,11 @@ class Spaces:
         self.scratch = root / "scratch"
         self.scratch.mkdir()
         self.ws = root / "ws"
-        cli_ok("--workspace", str(self.ws), "init", "--policy", str(DATA / "test_policy.yaml"))
+        # the workspace's first admin signs every steward add (issue 9's roles)
+        self.keys = root / "keys"
+        cli_ok("keys", "new", "root", "--out", str(self.keys))
+        self.admin = ["--admin", "root", "--admin-key", str(self.keys / "root.key")]
+        cli_ok("--workspace", str(self.ws), "init", "--policy", str(DATA / "test_policy.yaml"), *self.admin)
         self.tiny_schema = self._write("tiny.yaml", TINY_SCHEMA)
         self.seq_schema = self._write("seq.yaml", SEQ_SCHEMA)
         self.graph_schema = self._write("graph.yaml", GRAPH_SCHEMA)
@@ -206,9 +210,9 @@ class Spaces:
                str(self.tiny_schema))
         cli_ok("--workspace", str(self.audit_ws), "export-train", "tiny", "-o", str(root / "train.csv"))
         # stewards' keys and a run id for approve (a key is read before the run is looked up)
-        self.keys = root / "keys"
         cli_ok("keys", "new", "alice", "--out", str(self.keys))
-        cli_ok("--workspace", str(self.ws), "steward", "add", "alice", "--public-key", str(self.keys / "alice.pub"))
+        cli_ok("--workspace", str(self.ws), "steward", "add", "alice", "--public-key", str(self.keys / "alice.pub"),
+               *self.admin)
 
     def _write(self, name: str, doc: dict[str, Any]) -> Path:
         p = self.root / name
@@ -969,7 +973,7 @@ def malformed_key(draw: Callable[..., Any], role: str) -> tuple[str, bytes]:
 def test_steward_add_and_verify_refuse_malformed_public_keys(sp: Spaces, case: tuple[str, bytes]) -> None:
     _fault, data = case
     f = sp.file("steward.pub", data)
-    refuse("keys", ["steward", "add", "mallory", "--public-key", str(f)], [data], ws=sp.ws, mention=str(f), untouched=[f])
+    refuse("keys", ["steward", "add", "mallory", "--public-key", str(f), *sp.admin], [data], ws=sp.ws, mention=str(f), untouched=[f])
     bundle = sp.scratch / "some-bundle"
     bundle.mkdir(exist_ok=True)
     refuse("keys", ["verify", str(bundle), "--trust", str(f)], [data], ws=None, mention=str(f), untouched=[f, bundle])
@@ -1002,7 +1006,7 @@ def test_bad_names_are_refused(sp: Spaces, name: str, command: str) -> None:
         refuse("names", ["keys", "new", "--out", str(out), "--", name], [name.encode()], ws=None, mention="name")
         assert not out.exists() or not any(out.iterdir())
     elif command == "steward add":
-        refuse("names", ["steward", "add", "--public-key", str(sp.keys / "alice.pub"), "--", name], [name.encode()],
+        refuse("names", ["steward", "add", "--public-key", str(sp.keys / "alice.pub"), *sp.admin, "--", name], [name.encode()],
                ws=sp.ws, mention="name")
     else:
         refuse("names", ["register", "--schema", str(sp.tiny_schema), "--", name, str(sp.good_csv)], [name.encode()],
@@ -1320,7 +1324,7 @@ def test_paths_too_long_are_refused(sp: Spaces, name: str, command: str) -> None
         "register-data": ["register", "tiny", long, "--schema", str(sp.tiny_schema)],
         "register-schema": ["register", "tiny", str(sp.good_csv), "--schema", long],
         "init-policy": ["init", "--policy", long],
-        "steward-key": ["steward", "add", "zed", "--public-key", long],
+        "steward-key": ["steward", "add", "zed", "--public-key", long, *sp.admin],
         "approve-key": ["approve", "run-000000000000", "--steward", "alice", "--key", long],
         "verify-bundle": ["verify", long, "--trust", pub],
         "verify-trust": ["verify", str(sp.scratch), "--trust", long],
@@ -1354,7 +1358,7 @@ def test_a_sample_in_real_processes(sp: Spaces) -> None:
         ("parquet", ["register", "tiny", "{f}", "--schema", str(sp.tiny_schema)],
          parquet_bytes(pa.table({"age": pa.array([[1]]), "colour": ["red"], "score": [0.5]})), 2),
         ("schema", ["register", "tiny", str(sp.good_csv), "--schema", "{f}"], b"columns: " + b"[" * 3000 + b"]" * 3000, 2),
-        ("keys", ["steward", "add", "mallory", "--public-key", "{f}"], keys["rsa"][1], 2),
+        ("keys", ["steward", "add", "mallory", "--public-key", "{f}", *sp.admin], keys["rsa"][1], 2),
         ("bundles", ["verify", "{f}.tar.gz", "--trust", str(sp.ws / "keys" / "release.pub")], b"\x1f\x8b" + b"\x00" * 50, 5),
     ]
     procs = []

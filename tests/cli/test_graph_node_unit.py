@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from workspace_roles import add_steward, init_with_admin
 
 from release.cli.main import cli
 
@@ -45,7 +46,7 @@ def node_ws(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     policy["budget"].update(total_epsilon=1000.0, per_release_epsilon=400.0)
     (root / "policy.yaml").write_text(yaml.safe_dump(policy))
     (root / "schema.yaml").write_text(yaml.safe_dump(SCHEMA))
-    assert _run(ws, "init", "--policy", str(root / "policy.yaml")).exit_code == 0
+    init_with_admin(ws, root / "admin-keys", "--policy", str(root / "policy.yaml"))
     return root, ws
 
 
@@ -91,7 +92,7 @@ def test_node_unit_from_register_to_verify(node_ws: tuple[Path, Path]) -> None:
     keys = root / "keys"
     for name in ("alice", "bob"):
         k = _json(ws, "keys", "new", name, "--out", str(keys))
-        assert _run(ws, "steward", "add", name, "--public-key", k["public_key"]).exit_code == 0
+        add_steward(ws, root / "admin-keys", name, k["public_key"])
         _json(ws, "approve", run_id, "--steward", name, "--key", str(keys / f"{name}.key"))
     bundle = root / "bundle"
     _json(ws, "release", run_id, "--out", str(bundle))

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from workspace_roles import add_steward, init_with_admin
 
 from audits.audit_schema import validate_audit_document
 from release.cli.main import cli
@@ -41,7 +42,7 @@ def graph_ws(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     policy["budget"].update(total_epsilon=20.0, per_release_epsilon=4.0)
     policy["recommended_generators"] = {"graph": "dpdk2"}
     (root / "policy.yaml").write_text(yaml.safe_dump(policy))
-    assert _run(ws, "init", "--policy", str(root / "policy.yaml")).exit_code == 0
+    init_with_admin(ws, root / "admin-keys", "--policy", str(root / "policy.yaml"))
     reg = _json(ws, "register", "email", str(root / "email-Eu-core.txt"), "--schema", str(GRAPH / "email_schema.yaml"),
                 "--kind", "graph")
     assert reg["kind"] == "graph" and reg["graph"]["nodes"] == 1005 and reg["graph"]["edges"] == 16064
@@ -66,7 +67,7 @@ def _through_release(root: Path, ws: Path, run_id: str, tag: str) -> Path:
     keys = root / f"keys-{tag}"
     for name in ("alice", "bob"):
         k = _json(ws, "keys", "new", f"{name}{tag}", "--out", str(keys))
-        assert _run(ws, "steward", "add", f"{name}{tag}", "--public-key", k["public_key"]).exit_code == 0
+        add_steward(ws, root / "admin-keys", f"{name}{tag}", k["public_key"])
         _json(ws, "approve", run_id, "--steward", f"{name}{tag}", "--key", str(keys / f"{name}{tag}.key"))
     bundle = root / f"bundle-{tag}"
     _json(ws, "release", run_id, "--out", str(bundle))

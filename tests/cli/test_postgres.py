@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from release.cli.main import cli
+from release.database import head_revision
 
 DATA = Path(__file__).parents[1] / "data"
 PG_ENV = "SYNTHGATE_TEST_POSTGRES_URL"
@@ -163,13 +164,17 @@ def test_whole_path_on_postgres(tmp_path: Path, pg_url: str) -> None:
     ws = tmp_path / "ws"
     data, schema = small_source(tmp_path)
     w = ("--workspace", str(ws))
-    out = json.loads(run(*w, "init", "--database", pg_url, "--policy", str(loose_policy(tmp_path)),
+    keys = tmp_path / "keys"
+    assert run("keys", "new", "root", "--out", str(keys)).exit_code == 0
+    admin = ("--admin", "root", "--admin-key", str(keys / "root.key"))
+    out = json.loads(run(*w, "init", "--database", pg_url, "--policy", str(loose_policy(tmp_path)), *admin,
                          "--json").stdout)
     assert out["database"] == pg_url
     # the folder names the database and holds the keys; the tables are on the server
     assert yaml.safe_load((ws / "workspace.yaml").read_text())["database"] == {"url": pg_url}
     assert not (ws / "synthgate.db").exists() and (ws / "keys" / "release.key").exists()
-    assert pg_scalar(pg_url, "select version_num from alembic_version") == "0001"
+    assert pg_scalar(pg_url, "select version_num from alembic_version") == head_revision()
+    assert run(*w, "member", "add", "carol", "--role", "requester", *admin).exit_code == 0
 
     assert run(*w, "register", "small", str(data), "--schema", str(schema)).exit_code == 0
     # a seed past 32 bits (PostgreSQL's INTEGER) and the secret 62-bit split seed
@@ -179,10 +184,9 @@ def test_whole_path_on_postgres(tmp_path: Path, pg_url: str) -> None:
     run_id = json.loads(res.stdout)["run_id"]
     res = run(*w, "audit", run_id)
     assert res.exit_code == 0, res.stdout[-3000:] + res.stderr
-    keys = tmp_path / "keys"
     for name in ("alice", "bob"):
         pub = json.loads(run("keys", "new", name, "--out", str(keys), "--json").stdout)["public_key"]
-        assert run(*w, "steward", "add", name, "--public-key", pub).exit_code == 0
+        assert run(*w, "steward", "add", name, "--public-key", pub, *admin).exit_code == 0
         res = run(*w, "approve", run_id, "--steward", name, "--key", str(keys / f"{name}.key"))
         assert res.exit_code == 0, res.stderr
     bundle = tmp_path / "bundle"
@@ -190,7 +194,13 @@ def test_whole_path_on_postgres(tmp_path: Path, pg_url: str) -> None:
     v = json.loads(run("verify", f"{bundle}.tar.gz", "--trust", str(ws / "keys" / "release.pub"), "--json").stdout)
     assert v["valid"] and v["run_id"] == run_id
     log = json.loads(run(*w, "log", "verify", "--bundle", f"{bundle}.tar.gz", "--json").stdout)
-    assert log["valid"] and log["entries_after_head"] == 1
+    assert log["valid"] and log["entries_after_head"] == 1 and log["admin_actions"] == 4
+    # roles on the server too: a revocation after the release is reported, the bundle stays valid
+    res = run(*w, "steward", "revoke", "bob", "--reason", "left", *admin)
+    assert res.exit_code == 0, res.stderr
+    log = json.loads(run(*w, "log", "verify", "--bundle", f"{bundle}.tar.gz", "--json").stdout)
+    assert [r["steward"] for r in log["revoked_after_release"]] == ["bob"] and log["admin_actions"] == 5
+    assert pg_scalar(pg_url, "select count(*) from role_grants where revoked_at is not null") == 1
     b = json.loads(run(*w, "budget", "small", "--json").stdout)
     assert b["spent_epsilon"] == pytest.approx(1.0) and len(b["charges"]) == 1
     assert pg_scalar(pg_url, f"select seed from runs where id = '{run_id}'") == 2**40

@@ -200,6 +200,7 @@ def test_log_verify_bundle_passes_on_its_own_log(tmp_path: Path, ws: Workspace, 
     assert json.loads(res.stdout) == {
         "valid": True, "entries": 7, "bundle": str(bundle), "run_id": "run-20250601-7f3a",
         "event_log_head": {"id": 6, "hash": head.hash}, "entries_after_head": 1,
+        "admin_actions": 0, "revoked_after_release": [],
     }
     res = _cli(ws.root, "log", "verify", "--bundle", str(bundle))
     assert res.exit_code == 0 and "recorded entry 6" in res.stdout and "with 1 entry after it" in res.stdout
