@@ -8,7 +8,10 @@ Three roles, recorded in the workspace database (``release.db.RoleGrant``):
   cannot be replayed later (the head has moved on), and ``verify_admin_actions`` replays the
   whole log and checks every action against the admins of that moment.
 - **steward**: approves or rejects runs (``release.approvals``), with a registered key.
-- **requester**: asks for runs (``synthgate synthesize --requester``) and spends the budget.
+- **requester**: asks for runs (``synthgate synthesize --requester``) and spends the budget. A
+  requester granted with a public key must present the private key (``--requester-key``), so that
+  no one else can spend the budget in their name or dodge "the requester may not approve" by
+  naming another requester; one granted by name alone is checked by name only.
 
 The first admin is registered by a self-signed action (``bootstrap_admin``, or ``init --admin``),
 accepted only while the workspace has never had an admin: whoever can write to a new workspace
@@ -106,12 +109,23 @@ def revoked_note(g: RoleGrant) -> str:
     return f"revoked at {_when(g)} by {g.revoked_by}" + (f" ({g.revoke_reason})" if g.revoke_reason else "")
 
 
-def require_requester(s: Session, name: str) -> None:
-    """Refuse a requester without an active requester role, once the workspace has an admin."""
+def require_requester(s: Session, name: str, key: Ed25519PrivateKey | None = None) -> str | None:
+    """Refuse a requester without an active requester role, once the workspace has an admin.
+
+    A requester granted with a public key must present the private key (``key``); their key id
+    is returned, to be logged with the run. A requester granted by name alone is checked by name.
+    """
     if not has_admin(s):
-        return
-    if active_grant(s, name, "requester") is not None:
-        return
+        return None
+    g = active_grant(s, name, "requester")
+    if g is not None:
+        if g.keyid is None:
+            return None
+        if key is None:
+            raise GateError(f"requester {name!r} was registered with a key: give it with --requester-key FILE")
+        if key_id(key.public_key()) != g.keyid:
+            raise IntegrityError(f"the key given is not the one registered for requester {name!r}")
+        return g.keyid
     old = latest_grant(s, name, "requester")
     if old is not None:
         raise GateError(f"requester {name!r} may no longer request runs: the role was {revoked_note(old)}")
@@ -203,7 +217,8 @@ def grant_role(ws: Workspace, signer: AdminSigner, name: str, role: str,
             raise InputError(f"a {role} needs a public key: --public-key NAME.pub")
         pub = load_public_key(public_key_file)
     elif public_key_file is not None:
-        raise InputError(f"a {role} has no key of their own here; leave out --public-key")
+        # a requester with a key must present it to synthesize (require_requester)
+        pub = load_public_key(public_key_file)
     kid = key_id(pub) if pub is not None else None
     pem = public_key_pem(pub) if pub is not None else None
     with ws.transaction() as s:

@@ -32,6 +32,7 @@ from release.workspace import Workspace
 
 if TYPE_CHECKING:
     import polars as pl
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 Progress = Callable[[str, float | None], None]
 
@@ -118,8 +119,13 @@ def _new_run_id() -> str:
     return "run-" + secrets.token_hex(6)
 
 
-def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None = None) -> str:
-    """Run one synthesis; returns the run id. The charge is committed before the data is read."""
+def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None = None,
+               requester_key: Ed25519PrivateKey | None = None) -> str:
+    """Run one synthesis; returns the run id. The charge is committed before the data is read.
+
+    ``requester_key``: the requester's private key, required when their role was granted with a
+    public key (``release.members.require_requester``).
+    """
     say = progress or (lambda _m, _f: None)
     if req.generator not in generator_names():
         raise InputError(f"unknown generator {req.generator!r} (known: {', '.join(generator_names())})")
@@ -142,7 +148,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
     # 1. check and charge in one write-locked transaction, before anything reads the data
     with ws.transaction() as s:
         # once the workspace has an admin, only a registered requester spends the budget
-        require_requester(s, req.requester)
+        requester_keyid = require_requester(s, req.requester, requester_key)
         src = get_source(s, req.source)
         # PostgreSQL: the account row stays locked until this transaction commits, so the run count
         # and the balance below are read after any concurrent charge of this source has committed
@@ -193,6 +199,7 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         log_event(s, "budget.charge", run_id, source=src.name, epsilon=spend.epsilon, delta=spend.delta)
         # the process doing the synthesis: a run still "created" after it ended was interrupted
         log_event(s, "run.created", run_id, generator=req.generator, requester=req.requester,
+                  requester_keyid=requester_keyid,
                   owner=process_owner())
     crash_point("synthesize.after_charge")
     say(f"charged epsilon={spend.epsilon:g}, delta={spend.delta:g} to {req.source!r} (run {run_id})", None)

@@ -270,6 +270,8 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
               help="Rows to sample, entities for sequences (default: the model's DP estimate of the train size).")
 @click.option("--seed", type=int, default=None, help="Seed of sampling only (never of the split or the DP noise).")
 @click.option("--requester", default=None, help="Who asks for this release (default: $SYNTHGATE_USER or the login name).")
+@click.option("--requester-key", "requester_key", default=None, type=click.Path(dir_okay=False),
+              help="The requester's private key, when the requester role was granted with a public key.")
 @click.option("--target", default=None, help="Column the utility audit predicts (default: the policy's or schema's).")
 @click.option("--max-rounds", type=int, default=None, help="AIM: stop after this many rounds, spending the rest in the last.")
 @click.option("--time-limit", type=float, default=None,
@@ -285,7 +287,7 @@ def budget_cmd(ctx: click.Context, source: str | None, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: float, delta: float | None,
-                   rows: int | None, seed: int | None, requester: str | None, target: str | None,
+                   rows: int | None, seed: int | None, requester: str | None, requester_key: str | None, target: str | None,
                    max_rounds: int | None, time_limit: float | None, epochs: int | None, batch_size: int | None,
                    device: str | None, markov_order: int | None, as_json: bool) -> None:
     """Charge the budget, fit a DP generator on the training split, sample synthetic rows.
@@ -326,7 +328,12 @@ def synthesize_cmd(ctx: click.Context, source: str, generator: str, epsilon: flo
         progress(f"the policy recommends {generator!r} for this data's shape", None)
     req = SynthesisRequest(source=source, generator=generator, epsilon=epsilon, delta=delta, rows=rows, seed=seed,
                            requester=requester or _default_requester(), target=target, options=options)
-    run_id = synthesize(get_workspace(ctx), req, progress=progress)
+    key = None
+    if requester_key is not None:
+        from release.keys import load_private_key
+
+        key = load_private_key(Path(requester_key))
+    run_id = synthesize(get_workspace(ctx), req, progress=progress, requester_key=key)
     emit({"run_id": run_id, "source": source, "generator": generator, "epsilon": epsilon}, as_json,
          lambda: click.echo(run_id))
 

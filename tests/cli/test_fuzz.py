@@ -1129,6 +1129,71 @@ def test_verify_refuses_a_manifest_with_a_huge_integer(sp: Spaces) -> None:
            [b"manifest.json\0huge-int"], ws=sp.ws, code=5)
 
 
+@st.composite
+def malformed_revocations(draw: Callable[..., Any]) -> tuple[str, bytes, bool]:
+    """A revocation list that is not one synthgate wrote: (fault, file bytes, signed by the bundle's key)."""
+    fault = draw(st.sampled_from(["bytes", "json", "envelope", "payload", "entries"]))
+    if fault == "bytes":
+        return fault, draw(st.binary(max_size=200)), False
+    if fault == "json":
+        value = draw(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                                  lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                                  max_leaves=8))
+        return fault, json.dumps(value).encode(), False
+    if fault == "envelope":
+        env = {"payloadType": draw(st.sampled_from([REV_TYPE, "application/vnd.in-toto+json", "", 3])),
+               "payload": draw(st.sampled_from(["", "!!", "e30=", 7])),
+               "signatures": draw(st.sampled_from([[], [{}], [{"sig": ""}], [{"keyid": 5, "sig": "AA=="}], "x"]))}
+        return fault, json.dumps(env).encode(), False
+    entry = {"steward": "bob", "keyid": REV_KEYID, "revoked_at": "2026-11-26T00:00:00+00:00", "revoke_event": 9}
+    if fault == "payload":
+        body: Any = draw(st.sampled_from([[], "x", {"context": "other", "revoked": []}, {"revoked": [entry]},
+                                          {"context": REV_CONTEXT}, {"context": REV_CONTEXT, "revoked": {}}]))
+    else:
+        key = draw(st.sampled_from(sorted(entry)))
+        bad = draw(st.sampled_from([None, True, 1.5, "9", [], {}, 2**80, -1]))
+        broken = {**entry, key: bad} if draw(st.booleans()) else {k: v for k, v in entry.items() if k != key}
+        body = {"context": REV_CONTEXT, "revoked": [broken]}
+    return fault, json.dumps(body).encode(), True
+
+
+REV_TYPE = "application/vnd.synthgate.revocations+json"
+REV_CONTEXT = "synthgate-revocations-v1"
+REV_KEYID = "ab" * 32
+
+
+@fuzz(25)
+@given(case=malformed_revocations())
+@example(case=("entries", json.dumps({"context": REV_CONTEXT, "revoked": [
+    {"steward": "bob", "keyid": REV_KEYID, "revoked_at": "x", "revoke_event": True}]}).encode(), True))
+def test_malformed_revocation_lists_are_refused(sp: Spaces, case: tuple[str, bytes, bool]) -> None:
+    """``verify --revocations`` reads the list only after the bundle verified; its parser sees
+    whatever the file holds, and answers InputError or IntegrityError (one line, exit 2 or 5)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from privacy.errors import InputError, IntegrityError
+    from release.bundle import EventLogHead
+    from release.dsse import sign_envelope
+    from release.keys import key_id
+    from release.verify import VerifiedBundle, check_revocations
+
+    fault, data, signed = case
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    if signed:
+        data = json.dumps(sign_envelope(data, REV_TYPE, key)).encode()
+    f = sp.file("revocations.json", data)
+    record("revocations", f"verify --revocations ({fault})", data)
+    bundle = VerifiedBundle(statement={}, predicate={}, release_keyid=key_id(key.public_key()), files=(),
+                            approvals=({"steward": "bob", "decision": "approve", "keyid": REV_KEYID},),
+                            event_log_head=EventLogHead(id=5, hash="cd" * 32))
+    try:
+        notes = check_revocations(bundle, [f], [key.public_key()])
+    except (InputError, IntegrityError) as exc:
+        assert "\n" not in str(exc)
+    else:  # only a well-formed list gets here: bob's key revoked after entry 5, or a key no one approved with
+        assert all(n.steward == "bob" and n.revoke_event > 5 for n in notes)
+
+
 def test_verify_of_a_missing_bundle_is_bad_input(sp: Spaces) -> None:
     refuse("bundles", ["verify", str(sp.scratch / "no-such-bundle.tar.gz"), "--trust", str(sp.ws / "keys" / "release.pub")],
            [b"missing"], ws=sp.ws, code=2, mention="not found")

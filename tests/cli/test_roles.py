@@ -281,3 +281,22 @@ def test_a_log_rewritten_and_rechained_before_an_admin_action_is_caught(env: "En
     con.close()
     res = env.run("log", "verify")
     assert "entry 2 (member.grant admin 'root' by 'root'): signed over another log head" in _one_line(res, 5)
+
+
+def test_a_requester_with_a_key_must_present_it(env: "Env") -> None:
+    pub = _new_key(env, "dana")
+    assert env.as_admin("member", "add", "dana", "--role", "requester", "--public-key", pub).exit_code == 0
+    budget = env.json("budget", "adult")
+    synth = ("synthesize", "adult", "--generator", "mst", "--epsilon", "0.5", "--rows", "50", "--requester", "dana")
+    assert "registered with a key: give it with --requester-key" in _one_line(env.run(*synth), 3)
+    res = env.run(*synth, "--requester-key", _key(env, "alice"))
+    assert "not the one registered for requester 'dana'" in _one_line(res, 5)
+    assert env.json("budget", "adult") == budget  # both refused before the charge
+    res = env.run(*synth, "--requester-key", _key(env, "dana"), "--json")
+    assert res.exit_code == 0, res.stderr
+    run_id = json.loads(res.stdout)["run_id"]
+    con = sqlite3.connect(env.ws / "synthgate.db")
+    detail = con.execute("select detail_json from events where kind = 'run.created' and run_id = ?", (run_id,)).fetchone()
+    con.close()
+    assert json.loads(detail[0])["requester_keyid"] == next(
+        r["keyid"] for r in env.json("member", "list") if r["name"] == "dana")
