@@ -295,6 +295,19 @@ def counted_approvers(s: Session, run: Run) -> set[str]:
     return names
 
 
+def approval_rows(s: Session, run_id: str) -> list[dict[str, Any]]:
+    """A run's decisions for people (review, runs, reports): steward, decision, comment, time, and
+    whether the approval was withdrawn by the revocation of the steward's key."""
+    rows = []
+    for a in s.scalars(select(Approval).where(Approval.run_id == run_id).order_by(Approval.id)):
+        revoked = active_grant(s, a.steward, "steward") is None
+        rows.append({"steward": a.steward, "decision": a.decision,
+                     "comment": json.loads(a.record_json).get("comment", ""),
+                     "at": a.created_at.isoformat() if a.created_at else None,
+                     "withdrawn": a.decision == "approve" and revoked})
+    return rows
+
+
 def _withdraw_approvals(s: Session, steward: str) -> list[str]:
     """After a steward's revocation: approved runs, not yet released, that now lack approvals."""
     back = []

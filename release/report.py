@@ -31,7 +31,8 @@ from policies.model import Policy
 from privacy.errors import InputError, IntegrityError
 from privacy.ledger import Source
 from release.atomic import write_atomic
-from release.db import Approval, DatasetVersion, Run
+from release.db import DatasetVersion, Run
+from release.members import approval_rows
 from release.sources import budget_report, latest_version, source_policy
 from release.statement import not_covered_lines
 from release.workspace import Workspace
@@ -123,9 +124,8 @@ def current_extras(ws: Workspace, ident: str, document: dict[str, Any], *, view:
             schema = json.loads(ver.schema_json)
             policy = source_policy(src)
             approvals = tuple(
-                {"steward": a.steward, "decision": a.decision,
-                 "at": a.created_at.isoformat() if a.created_at else None}
-                for a in s.scalars(select(Approval).where(Approval.run_id == ident).order_by(Approval.id)))
+                {"steward": a["steward"], "decision": a["decision"], "at": a["at"], "withdrawn": a["withdrawn"]}
+                for a in approval_rows(s, ident))
             source_name, state, requester = src.name, run.state, run.requester
             required, may = policy.approvals.required, policy.approvals.requester_may_approve
         else:

@@ -28,6 +28,7 @@ from release.crashpoints import crash_point, on_other_host, owner_alive, process
 from release.db import Approval, DatasetVersion, Event, Run, log_event
 from release.gate import GateDecision, evaluate
 from release.heartbeat import Heartbeat, as_utc, db_now, silent_for, stale_limit
+from release.members import approval_rows
 from release.report import audit_time_extras, current_extras, write_audit_reports
 from release.sources import source_policy, version_files
 from release.statement import file_digests, statement_digest
@@ -332,11 +333,7 @@ def review(ws: Workspace, run_id: str) -> dict[str, Any]:
         src = s.get(Source, run.source_id)
         assert src is not None
         policy = source_policy(src)
-        approvals = [
-            {"steward": a.steward, "decision": a.decision, "comment": json.loads(a.record_json).get("comment", ""),
-             "at": a.created_at.isoformat() if a.created_at else None}
-            for a in s.scalars(select(Approval).where(Approval.run_id == run_id).order_by(Approval.id))
-        ]
+        approvals = approval_rows(s, run_id)
         out: dict[str, Any] = {
             "run_id": run.id, "source": src.name, "state": run.state, "generator": run.generator,
             "requester": run.requester, "spend": spend_of(run), "seed": run.seed, "error": run.error,
@@ -381,12 +378,12 @@ def list_runs(ws: Workspace, source: str | None = None, state: str | None = None
             raise InputError(f"unknown source {source!r}")
         out = []
         for run, src_name, schema_json in rows:
-            approvals = s.scalars(select(Approval).where(Approval.run_id == run.id)).all()
+            approvals = approval_rows(s, run.id)
             out.append({
                 "run_id": run.id, "source": src_name, "kind": json.loads(schema_json).get("kind", "tabular"),
                 "state": run.state, "generator": run.generator, "epsilon": run.epsilon, "delta": run.delta,
                 "decision": None if run.gate_passed is None else ("passed" if run.gate_passed else "failed"),
-                "approvals": sum(a.decision == "approve" for a in approvals),
+                "approvals": sum(a["decision"] == "approve" and not a["withdrawn"] for a in approvals),
                 "requester": run.requester,
                 "created_at": run.created_at.isoformat() if run.created_at else None,
                 "error": run.error,

@@ -178,7 +178,9 @@ def _budget(extras: ReportExtras) -> str | None:
 
 
 def _approvals(extras: ReportExtras) -> tuple[str, int, int | None]:
-    approved = [a for a in extras.approvals if a.get("decision") == "approve"]
+    # an approval by a steward whose key was revoked since no longer counts (release.members)
+    approved = [a for a in extras.approvals if a.get("decision") == "approve" and not a.get("withdrawn")]
+    withdrawn = [a for a in extras.approvals if a.get("decision") == "approve" and a.get("withdrawn")]
     rejected = [a for a in extras.approvals if a.get("decision") == "reject"]
     required = extras.approvals_required
     if required is None and not extras.approvals:
@@ -187,6 +189,8 @@ def _approvals(extras: ReportExtras) -> tuple[str, int, int | None]:
     parts = [f"Approvals: {len(approved)} of {required if required is not None else '?'} required"]
     if approved:
         parts[0] += " (" + ", ".join(str(a.get("steward")) for a in approved) + ")"
+    if withdrawn:
+        parts.append("withdrawn by the revocation of their key: " + ", ".join(str(a.get("steward")) for a in withdrawn))
     if rejected:
         parts.append("rejected by " + ", ".join(str(a.get("steward")) for a in rejected))
     rules = []

@@ -396,7 +396,8 @@ def review_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(f"approvals: {sum(a['decision'] == 'approve' for a in info['approvals'])} of "
                    f"{info['approvals_required']} required")
         for a in info["approvals"]:
-            click.echo(f"  {a['steward']}: {a['decision']} {a['comment']}")
+            withdrawn = " (withdrawn: the steward's key was revoked)" if a.get("withdrawn") else ""
+            click.echo(f"  {a['steward']}: {a['decision']}{withdrawn} {a['comment']}")
 
     emit(info, as_json, human)
 

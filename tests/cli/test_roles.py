@@ -131,6 +131,13 @@ def test_revocation_withdraws_approvals_from_runs_not_yet_released(env: "Env", r
     out = _revoke(env, "bob")
     assert out["runs_back_to_awaiting_approval"] == [run_id]
     assert _state(env, run_id) == "awaiting_approval"
+    # review, runs and the redrawn report say the approval no longer counts, and why
+    info = env.json("review", run_id)
+    assert [(a["steward"], a["withdrawn"]) for a in info["approvals"]] == [("alice", False), ("bob", True)]
+    assert "Approvals: 1 of 2 required (alice); withdrawn by the revocation of their key: bob" in \
+        info["decision"]["approvals"]
+    assert "bob: approve (withdrawn: the steward's key was revoked)" in env.run("review", run_id).stdout
+    assert next(r for r in env.json("runs") if r["run_id"] == run_id)["approvals"] == 1
     res = env.run("release", run_id, "--out", str(env.root / "b"))
     assert _one_line(res, 3).endswith("is awaiting_approval; only an approved run can be released")
     # bob's key decides nothing more
