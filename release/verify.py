@@ -27,7 +27,12 @@ is ``release.db.check_event_log_head``'s job (``synthgate log verify --bundle``)
 Trust in stewards' keys: the stewards' public keys are carried inside the signed manifest and are
 trusted *because the release key signed them*; the approvals therefore add separation of duties
 only as far as the release key is kept apart from the stewards. A reader who wants to pin steward
-keys independently will be able to pass them as extra trusted keys later (not implemented yet).
+keys independently passes them as ``trusted_stewards`` (``synthgate verify --trust-steward``).
+
+Revocation: a bundle says nothing of keys revoked after it was signed. ``check_revocations`` reads
+revocation lists signed by the bundle's own release key (``synthgate steward revocations``) and
+orders each revocation against the event log head the bundle recorded: revoked after the release
+is reported and leaves the bundle valid; revoked at or before it is an ``IntegrityError``.
 
 Stricter than generic DSSE on purpose: ``manifest.json`` must be byte-for-byte the text
 ``release.bundle.manifest_bytes`` writes for the parsed envelope (so whitespace, extra fields and
