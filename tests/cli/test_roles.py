@@ -307,3 +307,108 @@ def test_a_requester_with_a_key_must_present_it(env: "Env") -> None:
     con.close()
     assert json.loads(detail[0])["requester_keyid"] == next(
         r["keyid"] for r in env.json("member", "list") if r["name"] == "dana")
+
+
+# argv: OUTDIR JSON([[delay_s, [cli args...]], ...]); forks one process per entry after importing the
+# CLI once, releases them together at a barrier; prints {"codes": [...]} on stdout
+RACE = r"""
+import json, os, sys, time
+from release.cli.main import main
+from release.database import head_revision
+head_revision()
+outdir, jobs = sys.argv[1], json.loads(sys.argv[2])
+r, w = os.pipe()
+pids = []
+for i, (delay, argv) in enumerate(jobs):
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        for fd, name in ((1, "out"), (2, "err")):
+            os.dup2(os.open(f"{outdir}/{i}.{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        os.read(r, 1)
+        time.sleep(delay)
+        sys.argv = ["synthgate", *argv]
+        code = 1
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    pids.append(pid)
+os.close(r)
+time.sleep(0.3)
+os.close(w)
+print(json.dumps({"codes": [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]}))
+"""
+
+
+def _race(env: "Env", jobs: list[tuple[float, list[str]]], out: Path) -> list[int]:
+    import os
+    import subprocess
+    import sys
+
+    out.mkdir()
+    full = [[d, ["--workspace", str(env.ws), *argv]] for d, argv in jobs]
+    proc = subprocess.run([sys.executable, "-c", RACE, str(out), json.dumps(full)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])["codes"]
+
+
+def test_a_revocation_racing_approvals_and_a_release_never_lets_the_revoked_key_count(
+        env: "Env", run_id: str, tmp_path: Path) -> None:
+    """Real processes: (1) alice, bob and dave approve while bob is revoked; (2) a release races
+    bob's revocation, with the revocation started at delays across the release's work. Whatever
+    the order, bob's approval never counts after his revocation, and a bundle exists only where
+    the release committed before it."""
+    import shutil
+
+    if (env.root / "audit_exit").read_text() != "0":
+        pytest.skip(f"the shared run's gate failed: {(env.root / 'audit_failed').read_text()}")
+    assert env.as_admin("steward", "add", "dave", "--public-key", _new_key(env, "dave")).exit_code == 0
+    admin = ["--admin", "root", "--admin-key", _key(env, "root")]
+    revoke = ["steward", "revoke", "bob", "--reason", "race", *admin]
+    tried = {"approvals": 0, "releases": 0}
+    base = env.root.parent / "base"
+    shutil.copytree(env.root, base)
+
+    # (1) three approvals and the revocation at once
+    codes = _race(env, [(0.0, ["approve", run_id, "--steward", n, "--key", _key(env, n)]) for n in ("alice", "bob", "dave")]
+                  + [(0.0, revoke)], tmp_path / "approvals")
+    tried["approvals"] += 4
+    assert codes[0] == 0 and codes[2] == 0 and codes[3] == 0 and codes[1] in (0, 3), codes
+    info = env.json("review", run_id)
+    counted = sorted(a["steward"] for a in info["approvals"] if a["decision"] == "approve" and not a["withdrawn"])
+    assert counted == ["alice", "dave"] and info["state"] == "approved"
+    assert env.json("log", "verify")["valid"]
+
+    # (2) release against revocation, from fresh copies of the workspace approved by alice and bob
+    outcomes = []
+    for i, delay in enumerate((0.0, 0.2, 0.5, 1.0, 2.0)):
+        root = env.root.parent / f"race-{i}"
+        shutil.copytree(base, root)
+        e = type(env)(root=root, ws=root / "ws")
+        for n in ("alice", "bob"):
+            assert _approve(e, run_id, n).exit_code == 0
+        bundle = root / "bundle"
+        codes = _race(e, [(0.0, ["release", run_id, "--out", str(bundle), "--tar"]),
+                          (delay, revoke[:-4] + ["--admin", "root", "--admin-key", _key(e, "root")])], root / "out")
+        tried["releases"] += 1
+        assert codes[1] == 0, (root / "out" / "1.err").read_text()
+        state = e.json("review", run_id)["state"]
+        if codes[0] == 0:
+            # released before the revocation committed: the bundle stands, and says bob was revoked after
+            assert state == "released"
+            log = e.json("log", "verify", "--bundle", f"{bundle}.tar.gz")
+            assert [r["steward"] for r in log["revoked_after_release"]] == ["bob"]
+            outcomes.append("released first")
+        else:
+            assert codes[0] == 3, (root / "out" / "0.err").read_text()
+            assert state == "awaiting_approval" and not bundle.exists() and not Path(f"{bundle}.tar.gz").exists()
+            outcomes.append("revoked first")
+        assert not [p for p in root.iterdir() if ".partial-" in p.name]
+    print(f"\nrevocation races: {tried['approvals']} concurrent decisions, {tried['releases']} releases "
+          f"against a revocation ({', '.join(outcomes)}); 0 counted a revoked key")
