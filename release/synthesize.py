@@ -147,8 +147,6 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
 
     # 1. check and charge in one write-locked transaction, before anything reads the data
     with ws.transaction() as s:
-        # once the workspace has an admin, only a registered requester spends the budget
-        requester_keyid = require_requester(s, req.requester, requester_key)
         src = get_source(s, req.source)
         # PostgreSQL: the account row stays locked until this transaction commits, so the run count
         # and the balance below are read after any concurrent charge of this source has committed
@@ -187,6 +185,8 @@ def synthesize(ws: Workspace, req: SynthesisRequest, progress: Progress | None =
         files.precheck()
         target = req.target or policy.targets.get(src.name) or schema.target
         check_target(target, schema)
+        # once the workspace has an admin, only a registered requester spends the budget
+        requester_keyid = require_requester(s, req.requester, requester_key)
         charge(s, src, spend, caps_of(policy), run_id=run_id, mechanism=f"{req.generator} ({_accounting_kind(req.generator)})")
         s.add(
             Run(

@@ -134,7 +134,7 @@ def test_node_attributes_synthesized_and_audited(graph_ws: tuple[Path, Path]) ->
     if "karate" not in {b["source"] for b in json.loads(budgets.stdout)}:
         _json(ws, "register", "karate", str(root / "karate_club_edges.csv"), "--nodes",
               str(root / "karate_club_nodes.csv"), "--schema", str(GRAPH / "karate_schema.yaml"))
-    out = _json(ws, "synthesize", "karate", "--generator", "dpdegree", "--epsilon", "4", "--seed", "2")
+    out = _json(ws, "synthesize", "karate", "--generator", "dpdegree", "--epsilon", "4", "--seed", "2", "--requester", "carol")
     d = ws / "runs" / out["run_id"]
     card = json.loads((d / "card.json").read_text())
     assert "attribute" in card["unit_of_privacy"]
@@ -143,7 +143,7 @@ def test_node_attributes_synthesized_and_audited(graph_ws: tuple[Path, Path]) ->
     assert set(nodes.get_column("club").to_list()) <= {"Mr. Hi", "Officer"}
     # privgraph synthesizes the node attributes too (MST on attributes + degree class, part of the spend)
     before = _json(ws, "budget", "karate")["spent_epsilon"]
-    pg = _json(ws, "synthesize", "karate", "--generator", "privgraph", "--epsilon", "1", "--seed", "2")
+    pg = _json(ws, "synthesize", "karate", "--generator", "privgraph", "--epsilon", "1", "--seed", "2", "--requester", "carol")
     pg_dir = ws / "runs" / pg["run_id"]
     pg_card = json.loads((pg_dir / "card.json").read_text())
     assert pg_card["name"] == "privgraph" and "attribute" in pg_card["unit_of_privacy"]
@@ -184,7 +184,7 @@ def test_graph_refusals_before_any_charge(graph_ws: tuple[Path, Path]) -> None:
 
 def test_recommended_generator_for_graphs(graph_ws: tuple[Path, Path]) -> None:
     root, ws = graph_ws
-    out = _json(ws, "synthesize", "email", "--generator", "recommended", "--epsilon", "1", "--seed", "1")
+    out = _json(ws, "synthesize", "email", "--generator", "recommended", "--epsilon", "1", "--seed", "1", "--requester", "carol")
     assert out["generator"] == "dpdk2"
     # a directed graph: the policy's recommendation cannot take it, and says so before any charge
     # (254 edges: a 10% edge holdout keeps enough edges on both sides whatever the secret split)
@@ -197,7 +197,7 @@ def test_recommended_generator_for_graphs(graph_ws: tuple[Path, Path]) -> None:
     assert res.exit_code == 2 and "recommends 'dpdk2', which cannot take this source" in res.stderr
     assert "dpdk2 for directed graphs is not supported yet" in res.stderr
     assert _json(ws, "budget", "lesmis")["spent_epsilon"] == 0
-    out = _json(ws, "synthesize", "lesmis", "--generator", "dpdegree", "--epsilon", "1", "--seed", "1")
+    out = _json(ws, "synthesize", "lesmis", "--generator", "dpdegree", "--epsilon", "1", "--seed", "1", "--requester", "carol")
     edges = pl.read_csv(ws / "runs" / out["run_id"] / "synthetic.csv", infer_schema=False)
     names = set(pl.read_csv(root / "les_miserables_nodes.csv").get_column("node").to_list())
     assert set(edges.get_column("source").to_list()) <= names

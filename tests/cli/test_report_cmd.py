@@ -70,7 +70,7 @@ def test_report_refusals_are_one_line(env, run_id) -> None:
 
 
 def test_an_unaudited_run_has_no_report(env) -> None:
-    out = env.json("synthesize", "adult", "--generator", "mst", "--epsilon", "0.5", "--seed", "9")
+    out = env.json("synthesize", "adult", "--generator", "mst", "--epsilon", "0.5", "--seed", "9", "--requester", "carol")
     res = env.run("report", out["run_id"])
     assert res.exit_code == 2 and "has not been audited" in res.stderr
 
