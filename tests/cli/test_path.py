@@ -7,6 +7,8 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from audits.audit_schema import validate_audit_document
 
 if TYPE_CHECKING:  # the fixture type lives in conftest.py
@@ -115,6 +117,7 @@ def test_no_decision_while_a_run_is_being_audited(env: Env, run_id: str) -> None
     assert res.exit_code == 3 and "auditing" in res.stderr
 
 
+@pytest.mark.slow  # 100 s of refits on 2 cores; the worker path itself is tested in tests/audits/test_retraining_audits.py
 def test_thorough_audit_refits_the_runs_generator_in_workers(env: Env, run_id: str) -> None:
     # the whole retraining path from the command line: the run's own generator (MST, its options
     # and spend) pickled into worker processes, the game's figures in audit.json and review
