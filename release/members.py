@@ -389,9 +389,22 @@ def verify_admin_actions(s: Session) -> int:
             raise IntegrityError(f"the {rec['action']} of {rec['name']!r}'s {rec['role']} role at event log entry "
                                  f"{event_id} is not the one a signed admin action recorded: the roles table "
                                  "lost it")
+    # stewards from before roles (the migration's grants, by nobody) were logged as "steward.add",
+    # always before the first admin action: a grant by nobody needs such an entry, and one appended
+    # later (or inserted and re-chained past a signed action) does not qualify
+    first_action = min(recorded, default=None)
+    legacy = set()
+    for ev in s.scalars(select(Event).where(Event.kind == "steward.add").order_by(Event.id)):
+        if first_action is not None and ev.id > first_action:
+            continue
+        d = json.loads(ev.detail_json)
+        legacy.add((d.get("steward"), d.get("keyid")))
     for g in grants:
         if g.grant_event is None and g.granted_by is None:
-            continue  # a steward from before roles (the migration's grant): no action to check
+            if g.role != "steward" or (g.name, g.keyid) not in legacy:
+                raise IntegrityError(f"{g.role} grant of {g.name!r} is not the one a signed admin action recorded "
+                                     "(nor a steward registered before roles)")
+            continue
         rec = recorded.get(g.grant_event or -1)
         if rec is None or rec.get("action") != "grant" or (rec["name"], rec["role"], rec.get("keyid")) != (
                 g.name, g.role, g.keyid) or rec["admin"] != g.granted_by:

@@ -244,7 +244,9 @@ def test_an_approval_by_a_key_revoked_before_the_release_is_refused(env: "Env", 
     "insert into role_grants (name, role, granted_at, granted_by, grant_event) "
     "values ('mallory', 'admin', '2026-11-26 00:00:00', 'root', 3)",
     "update role_grants set revoked_at = NULL, revoke_event = NULL, revoked_by = NULL where name = 'bob'",
-], ids=["swapped key", "admin inserted by hand", "revocation undone by hand"])
+    "insert into role_grants (name, role, keyid, granted_at) "
+    "values ('mallory', 'steward', 'ab', '2026-11-26 00:00:00')",
+], ids=["swapped key", "admin inserted by hand", "revocation undone by hand", "steward posing as one from before roles"])
 def test_log_verify_catches_roles_edited_in_the_database(env: "Env", edit: str) -> None:
     _revoke(env, "bob")
     assert env.json("log", "verify")["valid"]
