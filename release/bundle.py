@@ -32,6 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privacy.errors import InputError
+from release.atomic import fsync_dir
 from release.canonical import canonical_json, sha256_hex
 from release.crashpoints import crash_point, owner_alive, process_owner
 from release.dsse import IN_TOTO_PAYLOAD_TYPE, make_statement, sign_envelope
@@ -124,14 +125,6 @@ def _write_new_file(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _tar_info(name: str, *, size: int = 0, is_dir: bool = False) -> tarfile.TarInfo:
@@ -293,7 +286,7 @@ def write_bundle(
         _write_new_file(tmp_dir / MANIFEST_NAME, manifest)
         # the folder was made 0700 while it filled up; a release is meant to be read by others.
         os.chmod(tmp_dir, 0o755)
-        _fsync_dir(tmp_dir)
+        fsync_dir(tmp_dir)
         if tar:
             _write_tar(tmp_dir, out_dir.name, [*files, MANIFEST_NAME], tmp_archive)
         try:
@@ -315,7 +308,7 @@ def write_bundle(
                 if archive.exists() or archive.is_symlink():
                     raise InputError(f"{archive}: already exists; refusing to overwrite it") from None
                 os.replace(tmp_archive, archive)
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
     except BaseException:
         if published_dir:
             # The folder is ours (the rename succeeded); without its archive the release is partial.

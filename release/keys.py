@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from privacy.errors import InputError
+from release.atomic import fsync_dir
 from release.canonical import sha256_hex
 from release.crashpoints import crash_point
 
@@ -222,15 +223,6 @@ def _publish_no_clobber(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the new directory entries durable, so a crash after we return keeps the key.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _encrypted_pem(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.BestAvailableEncryption(_passphrase(True)))
@@ -284,7 +276,7 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         crash_point("keys.between_files")
         _publish_no_clobber(tmp_public, public_path)
         published.append(public_path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         # Undo only what this call published: a private key without its public half is useless
         # and confusing, and the files are ours because the no-clobber publish succeeded.
@@ -319,7 +311,7 @@ def write_public_key(private_path: Path) -> tuple[Path, str]:
         _publish_no_clobber(tmp, public_path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return public_path, key_id(public_key)
 
 
@@ -343,5 +335,5 @@ def encrypt_private_key(path: Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return path
