@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cli_checks import one_line
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,11 +29,6 @@ def _secret() -> str:
     return os.environ[PASSPHRASE_ENV]
 
 
-def _one_line(res: Result, code: int) -> str:
-    assert res.exit_code == code, res.output + res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    return lines[0]
 
 
 def _db_dump(env: "Env") -> str:
@@ -69,10 +65,10 @@ def test_a_wrong_passphrase_is_refused_and_records_nothing(env: "Env", run_id: s
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     before = _db_dump(env)
     monkeypatch.setenv(PASSPHRASE_ENV, "not the passphrase")
-    line = _one_line(_approve(env, run_id, "alice"), 2)
+    line = one_line(_approve(env, run_id, "alice"), 2)
     assert "alice.key: cannot decrypt the private key" in line and "not the passphrase" not in line
     assert _db_dump(env) == before
-    line = _one_line(env.run("release", run_id, "--out", str(env.root / "bundle")), 3)  # not approved yet
+    line = one_line(env.run("release", run_id, "--out", str(env.root / "bundle")), 3)  # not approved yet
     assert not (env.root / "bundle").exists()
 
 
@@ -83,7 +79,7 @@ def test_passphrase_env_names_the_variable(env: "Env", run_id: str, monkeypatch:
     res = _approve(env, run_id, "alice", "--passphrase-env", "ALICE_PW")
     assert res.exit_code == 0, res.stderr
     before = _db_dump(env)
-    line = _one_line(_approve(env, run_id, "bob", "--passphrase-env", "BOB_PW_UNSET"), 2)
+    line = one_line(_approve(env, run_id, "bob", "--passphrase-env", "BOB_PW_UNSET"), 2)
     assert "BOB_PW_UNSET" in line and "not set" in line
     assert _db_dump(env) == before
     # the named variable wins over $SYNTHGATE_PASSPHRASE
@@ -96,16 +92,16 @@ def test_no_passphrase_and_no_terminal_is_refused(env: "Env", run_id: str, tmp_p
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PASSPHRASE_ENV)
     before = _db_dump(env)
-    assert _one_line(_approve(env, run_id, "alice"), 2).endswith(NO_PASSPHRASE)
+    assert one_line(_approve(env, run_id, "alice"), 2).endswith(NO_PASSPHRASE)
     assert _db_dump(env) == before
     out = tmp_path / "new-keys"
-    assert _one_line(env.run("keys", "new", "erin", "--out", str(out)), 2).endswith(NO_PASSPHRASE)
+    assert one_line(env.run("keys", "new", "erin", "--out", str(out)), 2).endswith(NO_PASSPHRASE)
     assert not list(out.glob("erin*"))
     ws = tmp_path / "ws"
-    assert _one_line(env.run("init", ws=ws), 2).endswith(NO_PASSPHRASE)
+    assert one_line(env.run("init", ws=ws), 2).endswith(NO_PASSPHRASE)
     assert not ws.exists()
     monkeypatch.setenv(PASSPHRASE_ENV, "")
-    assert "empty passphrase is refused" in _one_line(env.run("keys", "new", "erin", "--out", str(out)), 2)
+    assert "empty passphrase is refused" in one_line(env.run("keys", "new", "erin", "--out", str(out)), 2)
     assert not list(out.glob("erin*"))
 
 
@@ -127,13 +123,13 @@ def test_an_old_clear_key_loads_with_a_warning_and_keys_encrypt_converts_it(env:
                                        serialization.NoEncryption()))
     res = _approve(env, run_id, "alice")
     assert res.exit_code == 0
-    warning = _one_line(res, 0)
+    warning = one_line(res, 0)
     assert "stored in clear" in warning and f"synthgate keys encrypt {path}" in warning
     res = env.run("keys", "encrypt", str(path), "--json")
     assert res.exit_code == 0 and json.loads(res.stdout) == {"private_key": str(path), "encrypted": True}
     assert _encrypted(path) and path.stat().st_mode & 0o777 == 0o600
     before = path.read_bytes()
-    assert "already encrypted" in _one_line(env.run("keys", "encrypt", str(path)), 2)
+    assert "already encrypted" in one_line(env.run("keys", "encrypt", str(path)), 2)
     assert path.read_bytes() == before
 
 

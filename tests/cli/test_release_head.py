@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from release.db import GENESIS, _event_hash
+from cli_checks import rechain
 
 if TYPE_CHECKING:  # the fixture type lives in conftest.py
     from conftest import Env
@@ -45,13 +45,7 @@ def test_release_records_the_head_before_its_own_event(env: "Env", run_id: str) 
     # alone catches a re-chaining that runs through one (test_roles.py)
     con.execute("update events set detail_json = '{}' where id = "
                 "(select min(id) from events where id > (select max(id) from events where kind like 'member.%'))")
-    prev = GENESIS
-    for row_id, at, kind, rid, detail in con.execute(
-        "select id, at, kind, run_id, detail_json from events order by id"
-    ).fetchall():
-        digest = _event_hash(prev, kind, rid, detail, at)
-        con.execute("update events set prev_hash = ?, hash = ? where id = ?", (prev, digest, row_id))
-        prev = digest
+    rechain(con)
     con.commit()
     con.close()
     res = env.run("log", "verify")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cli_checks import one_line, rechain
 from click.testing import Result
 
 from privacy.errors import IntegrityError
@@ -29,11 +30,6 @@ if TYPE_CHECKING:  # the fixture type lives in conftest.py
     from conftest import Env
 
 
-def _one_line(res: Result, code: int) -> str:
-    assert res.exit_code == code, res.output + res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    return lines[0]
 
 
 def _key(env: "Env", name: str) -> str:
@@ -81,36 +77,36 @@ def test_only_an_admin_adds_or_revokes_a_steward(env: "Env") -> None:
     before = _dump(env)
     # a steward is not an admin, with their own key
     res = env.run("steward", "add", "mallory", "--public-key", pub, "--admin", "alice", "--admin-key", _key(env, "alice"))
-    assert "'alice' is not an admin of this workspace" in _one_line(res, 3)
+    assert "'alice' is not an admin of this workspace" in one_line(res, 3)
     res = env.run("steward", "revoke", "bob", "--reason", "x", "--admin", "alice", "--admin-key", _key(env, "alice"))
-    assert "'alice' is not an admin" in _one_line(res, 3)
+    assert "'alice' is not an admin" in one_line(res, 3)
     # the admin's name with another key
     res = env.run("steward", "add", "mallory", "--public-key", pub, "--admin", "root", "--admin-key", _key(env, "alice"))
-    assert "not the one registered for admin 'root'" in _one_line(res, 5)
+    assert "not the one registered for admin 'root'" in one_line(res, 5)
     # a second first admin
     res = env.run("member", "bootstrap", "mallory", "--key", _key(env, "mallory"))
-    assert "already has an admin" in _one_line(res, 3)
+    assert "already has an admin" in one_line(res, 3)
     # the requester role is the admin's to grant too
     res = env.run("member", "add", "mallory", "--role", "requester", "--admin", "carol", "--admin-key", _key(env, "carol"))
-    assert "'carol' is not an admin" in _one_line(res, 3)
+    assert "'carol' is not an admin" in one_line(res, 3)
     assert _dump(env) == before  # nothing of it was stored
 
 
 def test_a_requester_must_hold_the_role(env: "Env") -> None:
     budget = env.json("budget", "adult")
     res = env.run("synthesize", "adult", "--generator", "mst", "--epsilon", "0.5", "--requester", "mallory")
-    assert "'mallory' is not a registered requester" in _one_line(res, 3)
+    assert "'mallory' is not a registered requester" in one_line(res, 3)
     res = env.as_admin("member", "revoke", "carol", "--role", "requester", "--reason", "left the project")
     assert res.exit_code == 0, res.stderr
     res = env.run("synthesize", "adult", "--generator", "mst", "--epsilon", "0.5", "--requester", "carol")
-    line = _one_line(res, 3)
+    line = one_line(res, 3)
     assert "requester 'carol' may no longer request runs" in line and "by root (left the project)" in line
     assert env.json("budget", "adult") == budget  # refused before the charge
 
 
 def test_the_last_admin_stays_and_a_revoked_admin_cannot_act(env: "Env") -> None:
     res = env.as_admin("member", "revoke", "root", "--role", "admin", "--reason", "leaving")
-    assert "'root' is the last admin" in _one_line(res, 3)
+    assert "'root' is the last admin" in one_line(res, 3)
     pub = _new_key(env, "dana")
     res = env.as_admin("member", "add", "dana", "--role", "admin", "--public-key", pub)
     assert res.exit_code == 0, res.stderr
@@ -118,7 +114,7 @@ def test_the_last_admin_stays_and_a_revoked_admin_cannot_act(env: "Env") -> None
                   "--admin-key", _key(env, "dana"))
     assert res.exit_code == 0, res.stderr
     res = env.as_admin("member", "add", "erin", "--role", "requester")
-    assert "'root' is no longer an admin: the role was revoked at" in _one_line(res, 3)
+    assert "'root' is no longer an admin: the role was revoked at" in one_line(res, 3)
     assert env.json("log", "verify")["admin_actions"] == 7
 
 
@@ -139,14 +135,14 @@ def test_revocation_withdraws_approvals_from_runs_not_yet_released(env: "Env", r
     assert "bob: approve (withdrawn: the steward's key was revoked)" in env.run("review", run_id).stdout
     assert next(r for r in env.json("runs") if r["run_id"] == run_id)["approvals"] == 1
     res = env.run("release", run_id, "--out", str(env.root / "b"))
-    assert _one_line(res, 3).endswith("is awaiting_approval; only an approved run can be released")
+    assert one_line(res, 3).endswith("is awaiting_approval; only an approved run can be released")
     # bob's key decides nothing more
     res = _approve(env, run_id, "bob")
-    line = _one_line(res, 3)
+    line = one_line(res, 3)
     assert "steward 'bob' may no longer decide" in line and "revoked at" in line and "laptop lost" in line
     # a steward name is used once: bob's name cannot come back with another key
     res = env.as_admin("steward", "add", "bob", "--public-key", _new_key(env, "bob2"))
-    assert "choose another name" in _one_line(res, 2)
+    assert "choose another name" in one_line(res, 2)
     # a new steward brings the run back to two valid approvals; the bundle carries only those
     assert env.as_admin("steward", "add", "dave", "--public-key", _new_key(env, "dave")).exit_code == 0
     assert _approve(env, run_id, "dave").exit_code == 0
@@ -191,9 +187,9 @@ def test_a_bundle_released_before_a_revocation_still_verifies_and_says_so(env: "
     forged = env.root / "forged.json"
     forged.write_text(json.dumps(env_doc))
     res = env.run("verify", str(bundle), "--trust", trust, "--revocations", str(forged))
-    assert "no signature verifies" in _one_line(res, 5)
+    assert "no signature verifies" in one_line(res, 5)
     res = env.run("verify", str(bundle), "--trust", trust, "--revocations", str(env.root / "absent.json"))
-    assert "absent.json: file not found" in _one_line(res, 2)
+    assert "absent.json: file not found" in one_line(res, 2)
 
 
 def test_an_approval_by_a_key_revoked_before_the_release_is_refused(env: "Env", run_id: str) -> None:
@@ -255,7 +251,7 @@ def test_log_verify_catches_roles_edited_in_the_database(env: "Env", edit: str) 
     db.commit()
     db.close()
     res = env.run("log", "verify")
-    assert "not the one a signed admin action recorded" in _one_line(res, 5)
+    assert "not the one a signed admin action recorded" in one_line(res, 5)
 
 
 def test_a_signed_admin_action_cannot_be_replayed(env: "Env") -> None:
@@ -271,25 +267,18 @@ def test_a_signed_admin_action_cannot_be_replayed(env: "Env") -> None:
         log_event(s, "member.grant", **detail)
     ws.engine.dispose()
     res = env.run("log", "verify")
-    assert "signed over another log head than the entry before it (replayed?)" in _one_line(res, 5)
+    assert "signed over another log head than the entry before it (replayed?)" in one_line(res, 5)
 
 
 def test_a_log_rewritten_and_rechained_before_an_admin_action_is_caught(env: "Env") -> None:
     """Each admin action signed the log head it followed: a re-chained log no longer matches it."""
-    from release.db import GENESIS, _event_hash
-
     con = sqlite3.connect(env.ws / "synthgate.db")
     con.execute("update events set detail_json = '{}' where id = 1")
-    prev = GENESIS
-    for row_id, at, kind, rid, detail in con.execute(
-            "select id, at, kind, run_id, detail_json from events order by id").fetchall():
-        digest = _event_hash(prev, kind, rid, detail, at)
-        con.execute("update events set prev_hash = ?, hash = ? where id = ?", (prev, digest, row_id))
-        prev = digest
+    rechain(con)
     con.commit()
     con.close()
     res = env.run("log", "verify")
-    assert "entry 2 (member.grant admin 'root' by 'root'): signed over another log head" in _one_line(res, 5)
+    assert "entry 2 (member.grant admin 'root' by 'root'): signed over another log head" in one_line(res, 5)
 
 
 def test_a_requester_with_a_key_must_present_it(env: "Env") -> None:
@@ -297,9 +286,9 @@ def test_a_requester_with_a_key_must_present_it(env: "Env") -> None:
     assert env.as_admin("member", "add", "dana", "--role", "requester", "--public-key", pub).exit_code == 0
     budget = env.json("budget", "adult")
     synth = ("synthesize", "adult", "--generator", "mst", "--epsilon", "0.5", "--rows", "50", "--requester", "dana")
-    assert "registered with a key: give it with --requester-key" in _one_line(env.run(*synth), 3)
+    assert "registered with a key: give it with --requester-key" in one_line(env.run(*synth), 3)
     res = env.run(*synth, "--requester-key", _key(env, "alice"))
-    assert "not the one registered for requester 'dana'" in _one_line(res, 5)
+    assert "not the one registered for requester 'dana'" in one_line(res, 5)
     assert env.json("budget", "adult") == budget  # both refused before the charge
     res = env.run(*synth, "--requester-key", _key(env, "dana"), "--json")
     assert res.exit_code == 0, res.stderr
